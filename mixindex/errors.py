@@ -1,0 +1,39 @@
+"""Errors raised by mixindex.
+
+Every class also subclasses the built-in exception a caller would expect, so
+``except ValueError`` keeps working. Messages name the bad value and the fix.
+"""
+
+from __future__ import annotations
+
+
+class MixIndexError(Exception):
+    """Base class of every error mixindex raises on purpose."""
+
+
+class SpecError(MixIndexError, ValueError):
+    """The spec (or a Python config object) is invalid."""
+
+
+class SourceError(MixIndexError, ValueError):
+    """A data source is missing, unreadable, empty or of an unknown type."""
+
+
+class PlanError(MixIndexError, ValueError):
+    """The mix cannot be planned (for example an ``all_exhausted`` mix that never ends)."""
+
+
+class IndexFormatError(MixIndexError, ValueError):
+    """A path is not a mixindex index, or the index is damaged or of another format version."""
+
+
+class IndexExistsError(MixIndexError, FileExistsError):
+    """The output path exists and overwriting was not asked for."""
+
+
+class SourceChangedError(MixIndexError, ValueError):
+    """A source no longer matches the fingerprint recorded in the index."""
+
+
+class StateError(MixIndexError, ValueError):
+    """A resume state does not belong to this index or this sharding."""
