@@ -1,0 +1,117 @@
+"""Exact apportionment (S2): how many slots each source gets in each block.
+
+Every source carries what it is owed, ``e_s = Q_s - A_s`` (cumulative target minus cumulative
+count). In a block of ``L`` slots a source with weight ``w_s`` is owed ``x_s = e_s + L * w_s`` and
+gets ``c_s`` slots with ``|x_s - c_s| <= beta``, ``beta = 1 - 1 / (2K - 2)``: the bound of the
+chairman assignment problem (Tijdeman, 1980), achievable for any sequence of weights.
+
+The integers ``M_s = ceil(x_s - beta)`` are owed now; ``R_s = floor(x_s + beta)`` may be served
+now without running ahead; ``R_s - M_s`` is 0 or 1. The ``L - sum(M)`` slots left go to the
+optional slots with the earliest deadline: the first later block by whose end the source's
+target will have grown past the slack, read off the exact future weights (earliest deadline
+first, Tijdeman's rule, at block granularity). Deadlines past the lookahead count as infinite.
+Ties go to the source owed most, then to the lower source id.
+
+A source whose weight falls to zero gets nothing while it is zero, and the fraction of an example
+it was still owed (or had been served ahead) is written off: it is handed to the active sources in
+proportion to their weights, so the sum of what is owed stays zero and the bound stays reachable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def bound(num_sources: int) -> float:
+    """The largest ``|A_s - Q_s|`` the apportionment allows at a block boundary."""
+    if num_sources <= 1:
+        return 0.0
+    return 1.0 - 1.0 / (2 * num_sources - 2)
+
+
+class Apportioner:
+    """Stateful per-block apportionment; feed it blocks in order."""
+
+    def __init__(self, num_sources: int) -> None:
+        self.num_sources = num_sources
+        self.beta = bound(num_sources)
+        self.owed = np.zeros(num_sources, dtype=np.float64)
+        self.active = np.zeros(num_sources, dtype=bool)
+
+    def counts(self, weights: np.ndarray, length: int, lookahead: int) -> np.ndarray:
+        """Counts for the first ``len(weights) - lookahead`` rows of ``weights``.
+
+        ``weights`` is ``(blocks + lookahead, K)``, the weights at each block's start; the last
+        ``lookahead`` rows are only read to set deadlines. Every block has ``length`` slots.
+        Returns int64 ``(blocks, K)``; every row sums to ``length``.
+        """
+        rows, k = weights.shape
+        nblocks = rows - lookahead
+        out = np.zeros((max(nblocks, 0), k), dtype=np.int64)
+        if k == 1:
+            out[:, 0] = length
+            return out
+        beta = self.beta
+        ids = np.arange(k)
+        # Cumulative targets over the window, one column per source, laid source after source
+        # with an offset so that one searchsorted finds every source's deadline at once.
+        cum = np.cumsum(length * weights, axis=0)
+        span = float(cum[-1].max()) + 4.0
+        offsets = ids * span
+        flat = (cum + offsets[None, :]).T.ravel()
+        for j in range(nblocks):
+            w = weights[j]
+            active = w > 0
+            inc = length * w
+            gone = self.active & ~active
+            if gone.any():
+                written_off = math.fsum(self.owed[gone].tolist())
+                self.owed[gone] = 0.0
+                if written_off != 0.0:
+                    inc = inc + written_off * (w / math.fsum(w.tolist()))
+            self.active = active
+            x = self.owed + inc
+            must = np.where(active, np.maximum(np.ceil(x - beta), 0.0), 0.0).astype(np.int64)
+            may = np.where(active, np.maximum(np.floor(x + beta), 0.0), 0.0).astype(np.int64)
+            need = length - int(must.sum())
+            if need > 0:
+                cand = ids[may > must]
+                if cand.size >= need:
+                    slack = must[cand] + beta - x[cand]
+                    target = cum[j, cand] + slack + offsets[cand]
+                    due = np.searchsorted(flat, target, side="right") - cand * rows
+                    order = np.lexsort((cand, -x[cand], due))
+                    must[cand[order[:need]]] += 1
+                else:
+                    must = _fill(must, x, active, need)
+            elif need < 0:
+                must = _fill(must, x, active, need)
+            out[j] = must
+            self.owed = x - must
+            self.owed[~active] = 0.0
+        return out
+
+
+def _fill(c: np.ndarray, x: np.ndarray, active: np.ndarray, need: int) -> np.ndarray:
+    """Repair a block whose owed slots do not fit: add (or remove) slots where most (least) owed.
+
+    Not reached when the bound holds; it keeps the counts valid (right sum, zero where the weight
+    is zero, never negative) whatever happens.
+    """
+    c = c.copy()
+    ids = np.flatnonzero(active)
+    while need != 0:
+        gap = x[ids] - c[ids]
+        if need > 0:
+            pick = ids[np.lexsort((ids, -gap))][:need]
+            c[pick] += 1
+            need -= pick.size
+        else:
+            pos = ids[c[ids] > 0]
+            gap = x[pos] - c[pos]
+            pick = pos[np.lexsort((pos, gap))][:-need]
+            c[pick] -= 1
+            need += pick.size
+    return c

@@ -1,0 +1,114 @@
+"""Counter-based randomness of our own (S3, S4, S6).
+
+Everything random in a plan is a pure function of ``(seed, what, counter)`` built from the
+splitmix64 finaliser, in wrapping uint64 arithmetic. numpy promises stable output only for raw bit
+generator streams (NEP 19), not for ``Generator.permutation``; these functions use only integer
+operations, so their output is the same on every machine and numpy version.
+
+Keys are derived by hashing, never by adding the seed to a counter, so seeds 42 and 43 give
+unrelated streams rather than one stream shifted by a block.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_M64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+_U = np.uint64
+
+# Domain-separation salts: each use of the seed gets its own key.
+SALT_BLOCK = 0x6D69786964780001
+SALT_ROWS = 0x6D69786964780002
+
+
+def mix64(x: int) -> int:
+    """splitmix64 finaliser on one Python int (wrapping to 64 bits)."""
+    z = (x + GOLDEN) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def mix64_array(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser, elementwise on a uint64 array (a new array)."""
+    z = x + _U(GOLDEN)
+    z ^= z >> _U(30)
+    z *= _U(0xBF58476D1CE4E5B9)
+    z ^= z >> _U(27)
+    z *= _U(0x94D049BB133111EB)
+    z ^= z >> _U(31)
+    return z
+
+
+def derive_key(seed: int, *words: int) -> int:
+    """A 64-bit key for ``seed`` and a path of words (salt, source id, epoch, ...)."""
+    h = mix64(seed & _M64)
+    for w in words:
+        h = mix64(h ^ (w & _M64))
+    return h
+
+
+def block_keys(seed: int, blocks: np.ndarray) -> np.ndarray:
+    """One uint64 key per block number."""
+    base = derive_key(seed, SALT_BLOCK)
+    return mix64_array(np.asarray(blocks, dtype=np.uint64) * _U(GOLDEN) ^ _U(base))
+
+
+def shuffle_blocks(seed: int, first_block: int, slots: np.ndarray, source_bits: int) -> np.ndarray:
+    """Permute each row of ``slots`` (blocks x block_size source ids) by its block's key.
+
+    Each slot gets a random 64-bit key whose low ``source_bits`` bits are replaced by its source
+    id; sorting these values orders the slots randomly, and the low bits give the source at each
+    position back. Equal keys can only be equal values, so every sort algorithm gives the same
+    result. Returns a new array of the same shape and dtype as ``slots``.
+    """
+    nblocks, size = slots.shape
+    keys = block_keys(seed, np.arange(first_block, first_block + nblocks, dtype=np.uint64))
+    counter = (np.arange(1, size + 1, dtype=np.uint64) * _U(GOLDEN))[None, :]
+    r = mix64_array(keys[:, None] + counter)
+    mask = _U((1 << source_bits) - 1)
+    r &= ~mask
+    r |= slots.astype(np.uint64)
+    r.sort(axis=1)
+    return (r & mask).astype(slots.dtype)
+
+
+def _round_bits(n: np.ndarray) -> np.ndarray:
+    """Half the bits of the smallest even-width power-of-two domain holding ``n`` values (>= 1)."""
+    bits = np.zeros(n.shape, dtype=np.uint64)
+    m = n.astype(np.uint64) - _U(1)
+    while True:
+        nz = m > 0
+        if not nz.any():
+            break
+        bits += nz.astype(np.uint64)
+        m >>= _U(1)
+    bits = np.maximum(bits, _U(2))
+    return (bits + _U(1)) // _U(2)
+
+
+def permute_rows(keys: np.ndarray, index: np.ndarray, n: np.ndarray, rounds: int = 4) -> np.ndarray:
+    """Stateless permutation of ``[0, n)``: element ``index`` of the permutation keyed by ``keys``.
+
+    All arguments are arrays of one length (each element may have its own key and domain). A
+    balanced Feistel network on the smallest even-width power of two above ``n``, walked until the
+    value falls inside ``[0, n)`` (cycle walking keeps it a bijection of ``[0, n)``). O(1) memory.
+    """
+    keys = np.asarray(keys, dtype=np.uint64)
+    out = np.asarray(index, dtype=np.uint64).copy()
+    n = np.asarray(n, dtype=np.uint64)
+    half = _round_bits(n)
+    hmask = (_U(1) << half) - _U(1)
+    todo = np.arange(out.size)
+    x = out
+    while todo.size:
+        k, h, hm, v = keys[todo], half[todo], hmask[todo], x[todo]
+        left, right = v >> h, v & hm
+        for r in range(rounds):
+            f = mix64_array(right ^ k ^ _U((r + 1) * GOLDEN & _M64)) & hm
+            left, right = right, left ^ f
+        v = (left << h) | right
+        x[todo] = v
+        todo = todo[v >= n[todo]]
+    return x

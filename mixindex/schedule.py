@@ -1,0 +1,178 @@
+"""Weight schedules (S1): weights per source as a function of the position ("step").
+
+A schedule is a list of points strictly increasing in step, each with complete weights; between
+points the weights are interpolated (``step`` keeps the left point, ``linear``, or ``cosine`` with
+``t' = (1 - cos(pi t)) / 2``), and outside them they are clamped.
+
+Only IEEE basic operations (+, -, *, /) are used, elementwise, so the same inputs give the same
+bits on every machine and numpy version. That is why the cosine ease below is our own polynomial
+rather than ``numpy.cos``, whose SIMD implementations differ between CPUs.
+
+>>> s = WeightScheduler([WeightSchedulePoint(0, {"code": .2, "text": .8}),
+...                      WeightSchedulePoint(10000, {"code": .5, "text": .5}),
+...                      WeightSchedulePoint(50000, {"code": .8, "text": .2})], "linear")
+>>> {k: round(v, 6) for k, v in s.get_weights(5000).items()}
+{'code': 0.35, 'text': 0.65}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+import numpy as np
+
+from mixindex.errors import SpecError
+
+Interpolation = Literal["step", "linear", "cosine"]
+INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
+
+# Taylor coefficients of sin(x) = x * sum_k (-1)^k x^(2k) / (2k+1)!, enough terms for full double
+# precision on [0, pi/2].
+_SIN_COEFFS = tuple((-1) ** k / math.factorial(2 * k + 1) for k in range(13))
+
+
+def cosine_ease(t: np.ndarray) -> np.ndarray:
+    """``(1 - cos(pi t)) / 2`` for ``t`` in [0, 1], as ``sin(pi t / 2) ** 2``, bit-reproducible."""
+    x = np.asarray(t, dtype=np.float64) * (math.pi / 2)
+    x2 = x * x
+    acc = np.full_like(x, _SIN_COEFFS[-1])
+    for c in reversed(_SIN_COEFFS[:-1]):
+        acc = acc * x2 + c
+    s = acc * x
+    return np.clip(s * s, 0.0, 1.0)
+
+
+def normalise_weights(
+    weights: Mapping[str, float], names: Sequence[str], where: str
+) -> dict[str, float]:
+    """Check that ``weights`` has exactly the keys ``names`` with usable values and normalise them.
+
+    The result keeps the order of ``names``. Raises :class:`SpecError` naming the problem.
+    """
+    if not isinstance(weights, Mapping):
+        raise SpecError(
+            f"{where} must be a table of source name -> weight, got {weights!r}; "
+            f"write for example {{ {names[0]} = 1.0 }}"
+        )
+    known = ", ".join(names)
+    for key in weights:
+        if key not in names:
+            raise SpecError(
+                f"{where} has key {key!r} but no dataset is named {key!r} (datasets: {known}); "
+                "use the datasets' names exactly"
+            )
+    missing = [n for n in names if n not in weights]
+    if missing:
+        raise SpecError(
+            f"{where} has no weight for {', '.join(map(repr, missing))} (datasets: {known}); "
+            "give every dataset a weight, 0 to leave one out"
+        )
+    values = []
+    for name in names:
+        value = weights[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(f"{where}[{name!r}] = {value!r} is not a number; use a number >= 0")
+        value = float(value)
+        if not math.isfinite(value) or value < 0:
+            raise SpecError(f"{where}[{name!r}] = {value!r} must be a finite number >= 0")
+        values.append(value)
+    total = math.fsum(values)
+    if total <= 0:
+        raise SpecError(f"{where} are all zero; give at least one dataset a weight > 0")
+    return {name: v / total for name, v in zip(names, values, strict=True)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeightSchedulePoint:
+    """The weights in force from ``step`` on (``step`` counts positions of the mix, not optimizer
+    steps)."""
+
+    step: int
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def __init__(self, step: int, weights: Mapping[str, float]) -> None:
+        # Positional arguments are allowed here to match the seed API:
+        # WeightSchedulePoint(step=0, weights={...}) and WeightSchedulePoint(0, {...}).
+        object.__setattr__(self, "step", step)
+        object.__setattr__(self, "weights", dict(weights))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"step": self.step, "weights": dict(self.weights)}
+
+
+class WeightScheduler:
+    """Weights as a function of position, from schedule points and an interpolation.
+
+    ``names`` fixes the order of sources (default: the first point's keys). Weights are checked and
+    normalised on construction.
+    """
+
+    def __init__(
+        self,
+        points: Sequence[WeightSchedulePoint],
+        interpolation: str = "step",
+        names: Sequence[str] | None = None,
+    ) -> None:
+        if interpolation not in INTERPOLATIONS:
+            raise SpecError(
+                f"weight_schedule_type = {interpolation!r} is unknown; "
+                f"use one of {', '.join(INTERPOLATIONS)}"
+            )
+        if not points:
+            raise SpecError("weight_schedule is empty; give at least one point with step = 0")
+        self.names: tuple[str, ...] = tuple(names if names is not None else points[0].weights)
+        checked: list[WeightSchedulePoint] = []
+        for i, p in enumerate(points):
+            step = p.step
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+                raise SpecError(f"weight_schedule[{i}].step = {step!r} must be a whole number >= 0")
+            if checked and step <= checked[-1].step:
+                raise SpecError(
+                    f"weight_schedule steps must increase strictly, but point {i} has step {step} "
+                    f"after step {checked[-1].step}; sort the points and drop duplicates"
+                )
+            w = normalise_weights(p.weights, self.names, f"weight_schedule[{i}].weights")
+            checked.append(WeightSchedulePoint(step, w))
+        self.points: tuple[WeightSchedulePoint, ...] = tuple(checked)
+        self.interpolation: str = interpolation
+        self._steps = np.array([p.step for p in checked], dtype=np.float64)
+        self._table = np.array([[p.weights[n] for n in self.names] for p in checked])
+
+    def get_weights(self, step: int) -> dict[str, float]:
+        """The normalised weights at one position, as a dict in source order."""
+        row = self.weights_at(np.array([step], dtype=np.int64))[0]
+        return {n: float(v) for n, v in zip(self.names, row, strict=True)}
+
+    def weights_at(self, steps: np.ndarray) -> np.ndarray:
+        """Weights at many positions: an array ``(len(steps), num_sources)`` of float64."""
+        steps = np.asarray(steps)
+        pos = steps.astype(np.float64)
+        # Index of the left point (clamped): the last point whose step is <= pos.
+        left = np.searchsorted(self._steps, pos, side="right") - 1
+        left = np.clip(left, 0, len(self._steps) - 1)
+        w_left = self._table[left]
+        if self.interpolation == "step" or len(self._steps) == 1:
+            return w_left.copy()
+        right = np.minimum(left + 1, len(self._steps) - 1)
+        span = self._steps[right] - self._steps[left]
+        inside = (pos >= self._steps[0]) & (right > left)
+        t = np.zeros_like(pos)
+        np.divide(pos - self._steps[left], span, out=t, where=inside)
+        t = np.clip(t, 0.0, 1.0)
+        if self.interpolation == "cosine":
+            t = cosine_ease(t)
+        w_right = self._table[right]
+        out = w_left + (w_right - w_left) * t[:, None]
+        return np.maximum(out, 0.0)
+
+    @property
+    def final_weights(self) -> np.ndarray:
+        """The weights in force after the last point, forever (clamping)."""
+        return self._table[-1].copy()
+
+    @property
+    def last_step(self) -> int:
+        return int(self._steps[-1])

@@ -1,0 +1,330 @@
+"""The mix spec: strict, frozen config objects and the one place where loose input is parsed.
+
+A spec is a TOML, YAML or JSON file, or the same objects built in Python::
+
+    PipelineConfig(
+        datasets=[DatasetConfig(name="code", data_files="data/code/*.parquet")],
+        mix=MixStageConfig(seed=42, num_examples=1000),
+    )
+
+Everything past :func:`PipelineConfig.from_dict` / :func:`load_spec` takes these strict types.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from mixindex.errors import SpecError
+from mixindex.schedule import (
+    INTERPOLATIONS,
+    WeightSchedulePoint,
+    WeightScheduler,
+    normalise_weights,
+)
+
+SourceType = Literal["parquet", "arrow"]
+SOURCE_TYPES: tuple[str, ...] = get_args(SourceType)
+RowOrder = Literal["sequential", "shuffled"]
+ROW_ORDERS: tuple[str, ...] = get_args(RowOrder)
+CacheKind = Literal["arrow"]
+
+MAX_SEED = 2**64 - 1
+
+
+class StopStrategy(enum.StrEnum):
+    """When the mix ends (S5)."""
+
+    RESTART = "restart"
+    FIRST_EXHAUSTED = "first_exhausted"
+    ALL_EXHAUSTED = "all_exhausted"
+
+    @classmethod
+    def parse(cls, value: object) -> StopStrategy:
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(s.value for s in cls)
+            raise SpecError(
+                f"mix.stop_strategy = {value!r} is unknown; use one of {choices}"
+            ) from None
+
+
+def _whole(value: object, where: str, *, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise SpecError(f"{where} = {value!r} must be a whole number >= {minimum}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f" and <= {maximum}" if maximum is not None else ""
+        raise SpecError(f"{where} = {value!r} must be a whole number >= {minimum}{bound}")
+    return value
+
+
+def _check_keys(given: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+    for key in given:
+        if key not in allowed:
+            raise SpecError(
+                f"{where} has unknown key {key!r}; known keys: {', '.join(allowed)} "
+                "(check the spelling)"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetConfig:
+    """One source of the mix.
+
+    ``data_files`` is a glob, a path, or a list of them (relative to the spec's folder), or a
+    ``datasets.Dataset`` object. ``type`` is inferred from the files when left out.
+    """
+
+    name: str
+    data_files: Any
+    type: SourceType | None = None
+    cache: CacheKind | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise SpecError(f"datasets[].name = {self.name!r} must be a non-empty string")
+        if self.name.startswith("__"):
+            raise SpecError(
+                f"dataset name {self.name!r} may not start with '__' (reserved for fields such "
+                "as __source__); rename it"
+            )
+        if self.type is not None and self.type not in SOURCE_TYPES:
+            raise SpecError(
+                f"dataset {self.name!r} has type = {self.type!r}; use one of "
+                f"{', '.join(SOURCE_TYPES)}, or leave it out to infer it from the files"
+            )
+        if self.cache is not None and self.cache != "arrow":
+            raise SpecError(
+                f'dataset {self.name!r} has cache = {self.cache!r}; the only cache is "arrow"'
+            )
+        files = self.data_files
+        if _is_hf_dataset(files):
+            return
+        if isinstance(files, (str, Path)):
+            files = [files]
+        if (
+            not isinstance(files, (list, tuple))
+            or not files
+            or not all(isinstance(f, (str, Path)) and str(f) for f in files)
+        ):
+            raise SpecError(
+                f"dataset {self.name!r} has data_files = {self.data_files!r}; give a path, a glob "
+                "or a list of them (or a datasets.Dataset in Python)"
+            )
+        object.__setattr__(self, "data_files", [str(f) for f in files])
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], index: int = 0) -> DatasetConfig:
+        if not isinstance(d, Mapping):
+            raise SpecError(f"datasets[{index}] = {d!r} must be a table with name and data_files")
+        _check_keys(d, [f.name for f in fields(cls)], f"datasets[{index}]")
+        for key in ("name", "data_files"):
+            if key not in d:
+                raise SpecError(f"datasets[{index}] has no {key!r}; every dataset needs one")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        files = self.data_files
+        if _is_hf_dataset(files):
+            files = [f"<datasets.Dataset {getattr(files, '_fingerprint', '?')}>"]
+        out: dict[str, Any] = {"name": self.name, "data_files": list(files), "type": self.type}
+        if self.cache is not None:
+            out["cache"] = self.cache
+        return out
+
+
+def _is_hf_dataset(obj: object) -> bool:
+    cls = type(obj)
+    return cls.__name__ == "Dataset" and cls.__module__.startswith("datasets")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MixStageConfig:
+    """How the sources are mixed: weights or a weight schedule, block size, seed, stop strategy."""
+
+    seed: int
+    weights: Mapping[str, float] | None = None
+    weight_schedule: Sequence[WeightSchedulePoint] | None = None
+    weight_schedule_type: str = "step"
+    block_size: int = 1000
+    stop_strategy: StopStrategy | str = StopStrategy.RESTART
+    num_examples: int | None = None
+    row_order: RowOrder = "sequential"
+
+    def __post_init__(self) -> None:
+        if self.seed is None:
+            raise SpecError(
+                "mix.seed is missing; set a whole number, for example seed = 42 "
+                "(there is no implicit randomness)"
+            )
+        _whole(self.seed, "mix.seed", minimum=0, maximum=MAX_SEED)
+        _whole(self.block_size, "mix.block_size", minimum=1, maximum=2**31)
+        object.__setattr__(self, "stop_strategy", StopStrategy.parse(self.stop_strategy))
+        if self.num_examples is not None:
+            _whole(self.num_examples, "mix.num_examples", minimum=1, maximum=2**62)
+        elif self.stop_strategy is StopStrategy.RESTART:
+            raise SpecError(
+                "mix.num_examples is missing; stop_strategy = 'restart' never runs out, so say "
+                "how long the mix is (or use first_exhausted / all_exhausted)"
+            )
+        if self.row_order not in ROW_ORDERS:
+            raise SpecError(
+                f"mix.row_order = {self.row_order!r} is unknown; use one of {', '.join(ROW_ORDERS)}"
+            )
+        if self.weight_schedule_type not in INTERPOLATIONS:
+            raise SpecError(
+                f"mix.weight_schedule_type = {self.weight_schedule_type!r} is unknown; "
+                f"use one of {', '.join(INTERPOLATIONS)}"
+            )
+        if self.weights is not None and self.weight_schedule is not None:
+            raise SpecError("mix has both weights and weight_schedule; keep one of them")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MixStageConfig:
+        if not isinstance(d, Mapping):
+            raise SpecError(f"mix = {d!r} must be a table")
+        _check_keys(d, [f.name for f in fields(cls)], "mix")
+        d = dict(d)
+        if "seed" not in d:
+            raise SpecError(
+                "mix.seed is missing; set a whole number, for example seed = 42 "
+                "(there is no implicit randomness)"
+            )
+        schedule = d.get("weight_schedule")
+        if schedule is not None:
+            if not isinstance(schedule, list):
+                raise SpecError(
+                    f"mix.weight_schedule = {schedule!r} must be a list of "
+                    "{ step = N, weights = { ... } } points"
+                )
+            points = []
+            for i, p in enumerate(schedule):
+                if isinstance(p, WeightSchedulePoint):
+                    points.append(p)
+                    continue
+                if not isinstance(p, Mapping) or set(p) != {"step", "weights"}:
+                    raise SpecError(
+                        f"mix.weight_schedule[{i}] = {p!r} must have exactly the keys step and "
+                        "weights"
+                    )
+                points.append(WeightSchedulePoint(p["step"], p["weights"]))
+            d["weight_schedule"] = points
+        return cls(**d)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    """A whole spec: the datasets and how to mix them. ``base_dir`` anchors relative paths."""
+
+    datasets: Sequence[DatasetConfig]
+    mix: MixStageConfig
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.datasets, (list, tuple)) or not self.datasets:
+            raise SpecError("datasets is empty; list at least one [[datasets]] entry")
+        seen: set[str] = set()
+        for d in self.datasets:
+            if not isinstance(d, DatasetConfig):
+                raise SpecError(f"datasets must hold DatasetConfig objects, got {d!r}")
+            if d.name in seen:
+                raise SpecError(f"two datasets are named {d.name!r}; names must be unique")
+            seen.add(d.name)
+        object.__setattr__(self, "datasets", tuple(self.datasets))
+        object.__setattr__(self, "base_dir", Path(self.base_dir))
+        # Build the scheduler once now so that every weight problem surfaces at construction.
+        self.scheduler()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.datasets)
+
+    def scheduler(self) -> WeightScheduler:
+        """The weight schedule in source order; plain weights become a single point at step 0."""
+        mix = self.mix
+        if mix.weight_schedule is not None:
+            return WeightScheduler(list(mix.weight_schedule), mix.weight_schedule_type, self.names)
+        weights = mix.weights if mix.weights is not None else dict.fromkeys(self.names, 1.0)
+        normalised = normalise_weights(weights, self.names, "mix.weights")
+        return WeightScheduler([WeightSchedulePoint(0, normalised)], "step", self.names)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], base_dir: Path | str | None = None) -> PipelineConfig:
+        if not isinstance(d, Mapping):
+            raise SpecError(f"the spec must be a table with datasets and mix, got {d!r}")
+        _check_keys(d, ["datasets", "mix"], "the spec")
+        if "datasets" not in d:
+            raise SpecError("the spec has no datasets; add [[datasets]] entries")
+        if "mix" not in d:
+            raise SpecError("the spec has no [mix] table; add one with at least seed")
+        raw = d["datasets"]
+        if not isinstance(raw, list):
+            raise SpecError(f"datasets = {raw!r} must be a list of tables")
+        datasets = [DatasetConfig.from_dict(x, i) for i, x in enumerate(raw)]
+        return cls(
+            datasets=datasets,
+            mix=MixStageConfig.from_dict(d["mix"]),
+            base_dir=Path(base_dir) if base_dir is not None else Path.cwd(),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalised spec: every default spelled out, weights normalised, as a schedule."""
+        sched = self.scheduler()
+        mix = self.mix
+        return {
+            "datasets": [d.to_dict() for d in self.datasets],
+            "mix": {
+                "weight_schedule": [p.to_dict() for p in sched.points],
+                "weight_schedule_type": sched.interpolation,
+                "block_size": mix.block_size,
+                "stop_strategy": StopStrategy.parse(mix.stop_strategy).value,
+                "seed": mix.seed,
+                "num_examples": mix.num_examples,
+                "row_order": mix.row_order,
+            },
+        }
+
+
+def load_spec(path: str | Path) -> PipelineConfig:
+    """Read a spec file (``.toml``, ``.yaml``/``.yml`` or ``.json``); paths are relative to it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"spec file {str(path)!r} does not exist; check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"spec file {str(path)!r} cannot be read: {exc}") from None
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise SpecError(
+                f"spec file {str(path)!r} has suffix {suffix!r}; use .toml, .yaml, .yml or .json"
+            )
+    except SpecError:
+        raise
+    except Exception as exc:
+        msg = " ".join(str(exc).split())
+        raise SpecError(
+            f"spec file {str(path)!r} is not valid {suffix[1:].upper()}: {msg}"
+        ) from None
+    return PipelineConfig.from_dict(data, base_dir=path.resolve().parent)
