@@ -55,42 +55,51 @@ class Apportioner:
             return out
         beta = self.beta
         ids = np.arange(k)
+        inc_all = length * weights
+        active_all = weights > 0
+        # A row differs from the one before it only where a weight turns on or off.
+        changed = np.ones(rows, dtype=bool)
+        changed[1:] = (active_all[1:] != active_all[:-1]).any(axis=1)
         # Cumulative targets over the window, one column per source, laid source after source
         # with an offset so that one searchsorted finds every source's deadline at once.
-        cum = np.cumsum(length * weights, axis=0)
+        cum = np.cumsum(inc_all, axis=0)
         span = float(cum[-1].max()) + 4.0
         offsets = ids * span
         flat = (cum + offsets[None, :]).T.ravel()
+        owed = self.owed
         for j in range(nblocks):
-            w = weights[j]
-            active = w > 0
-            inc = length * w
-            gone = self.active & ~active
-            if gone.any():
-                written_off = math.fsum(self.owed[gone].tolist())
-                self.owed[gone] = 0.0
-                if written_off != 0.0:
-                    inc = inc + written_off * (w / math.fsum(w.tolist()))
-            self.active = active
-            x = self.owed + inc
-            must = np.where(active, np.maximum(np.ceil(x - beta), 0.0), 0.0).astype(np.int64)
-            may = np.where(active, np.maximum(np.floor(x + beta), 0.0), 0.0).astype(np.int64)
+            inc = inc_all[j]
+            if changed[j]:
+                active = active_all[j]
+                gone = self.active & ~active
+                if gone.any():
+                    written_off = math.fsum(owed[gone].tolist())
+                    owed[gone] = 0.0
+                    if written_off != 0.0:
+                        w = weights[j]
+                        inc = inc + written_off * (w / math.fsum(w.tolist()))
+                self.active = active
+            # Inactive sources have owed 0 and increment 0, so with beta < 1 both roundings give
+            # 0 for them without masking.
+            x = owed + inc
+            must = np.maximum(np.ceil(x - beta), 0.0)
+            may = np.floor(x + beta)
             need = length - int(must.sum())
             if need > 0:
                 cand = ids[may > must]
                 if cand.size >= need:
-                    slack = must[cand] + beta - x[cand]
-                    target = cum[j, cand] + slack + offsets[cand]
+                    xc = x[cand]
+                    target = cum[j, cand] + (must[cand] + beta - xc) + offsets[cand]
                     due = np.searchsorted(flat, target, side="right") - cand * rows
-                    order = np.lexsort((cand, -x[cand], due))
-                    must[cand[order[:need]]] += 1
+                    order = np.lexsort((cand, -xc, due))
+                    must[cand[order[:need]]] += 1.0
                 else:
-                    must = _fill(must, x, active, need)
+                    must = _fill(must, x, self.active, need)
             elif need < 0:
-                must = _fill(must, x, active, need)
+                must = _fill(must, x, self.active, need)
             out[j] = must
-            self.owed = x - must
-            self.owed[~active] = 0.0
+            owed = x - must
+        self.owed = owed
         return out
 
 

@@ -74,40 +74,41 @@ def shuffle_blocks(seed: int, first_block: int, slots: np.ndarray, source_bits: 
     return (r & mask).astype(slots.dtype)
 
 
-def _round_bits(n: np.ndarray) -> np.ndarray:
-    """Half the bits of the smallest even-width power-of-two domain holding ``n`` values (>= 1)."""
-    bits = np.zeros(n.shape, dtype=np.uint64)
-    m = n.astype(np.uint64) - _U(1)
-    while True:
-        nz = m > 0
-        if not nz.any():
-            break
-        bits += nz.astype(np.uint64)
-        m >>= _U(1)
-    bits = np.maximum(bits, _U(2))
-    return (bits + _U(1)) // _U(2)
+def half_bits(n: np.ndarray) -> np.ndarray:
+    """Half the width of the smallest even-width power-of-two domain holding ``n`` values."""
+    bits = np.array([max(2, (int(v) - 1).bit_length()) for v in np.asarray(n).ravel()])
+    return ((bits + 1) // 2).astype(np.uint64).reshape(np.shape(n))
 
 
-def permute_rows(keys: np.ndarray, index: np.ndarray, n: np.ndarray, rounds: int = 4) -> np.ndarray:
+# Odd multipliers of the Feistel round function, one per round.
+_ROUND_MUL = tuple(mix64(r) | 1 for r in range(1, 9))
+
+
+def permute_rows(
+    keys: np.ndarray, index: np.ndarray, n: np.ndarray, half: np.ndarray
+) -> np.ndarray:
     """Stateless permutation of ``[0, n)``: element ``index`` of the permutation keyed by ``keys``.
 
-    All arguments are arrays of one length (each element may have its own key and domain). A
-    balanced Feistel network on the smallest even-width power of two above ``n``, walked until the
-    value falls inside ``[0, n)`` (cycle walking keeps it a bijection of ``[0, n)``). O(1) memory.
+    All arguments are arrays of one length (each element may have its own key and domain);
+    ``half`` is :func:`half_bits` of ``n``. A balanced four-round Feistel network on the smallest
+    even-width power of two above ``n``, walked until the value falls inside ``[0, n)`` (cycle
+    walking keeps it a bijection of ``[0, n)``). The round function is a keyed multiply-shift:
+    the high bits of a 64-bit product, which depend on every bit of the input.
     """
     keys = np.asarray(keys, dtype=np.uint64)
-    out = np.asarray(index, dtype=np.uint64).copy()
+    x = np.asarray(index, dtype=np.uint64).copy()
     n = np.asarray(n, dtype=np.uint64)
-    half = _round_bits(n)
-    hmask = (_U(1) << half) - _U(1)
-    todo = np.arange(out.size)
-    x = out
+    half = np.asarray(half, dtype=np.uint64)
+    todo = np.arange(x.size)
     while todo.size:
-        k, h, hm, v = keys[todo], half[todo], hmask[todo], x[todo]
+        k, h, v = keys[todo], half[todo], x[todo]
+        hm = (_U(1) << h) - _U(1)
+        down = _U(64) - h
         left, right = v >> h, v & hm
-        for r in range(rounds):
-            f = mix64_array(right ^ k ^ _U((r + 1) * GOLDEN & _M64)) & hm
+        for mul in _ROUND_MUL[:4]:
+            f = ((right ^ k) * _U(mul)) >> down
             left, right = right, left ^ f
+            k = (k >> _U(7)) | (k << _U(57))
         v = (left << h) | right
         x[todo] = v
         todo = todo[v >= n[todo]]

@@ -18,6 +18,7 @@ rather than ``numpy.cos``, whose SIMD implementations differ between CPUs.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
@@ -73,7 +74,7 @@ def normalise_weights(
     values = []
     for name in names:
         value = weights[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise SpecError(f"{where}[{name!r}] = {value!r} is not a number; use a number >= 0")
         value = float(value)
         if not math.isfinite(value) or value < 0:

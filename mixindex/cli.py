@@ -1,0 +1,136 @@
+"""The ``mixindex`` command line: parse, call the library, print.
+
+Every error a user can cause prints one line ``error: ...`` and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from mixindex.errors import MixIndexError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def friendly(func: F) -> F:
+    """Turn our errors into one line on stderr and exit status 2, without a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MixIndexError as exc:
+            click.echo(f"error: {_one_line(exc)}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+@click.version_option(package_name="mixindex")
+def main() -> None:
+    """Plan a weighted mixture of datasets ahead of time and read it back by position."""
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(), help="Where to write the index.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+@click.option("--compress", is_flag=True, help="zstd-compress the arrays (smaller, slower reads).")
+@click.option("--deep", is_flag=True, help="Also hash every byte of every source (slow).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@friendly
+def build(
+    spec: str, out: str, force: bool, quiet: bool, compress: bool, deep: bool, as_json: bool
+) -> None:
+    """Plan the mix described by SPEC (TOML, YAML or JSON) into the index OUT."""
+    from mixindex.build import build as build_index
+    from mixindex.store import StoredIndex
+    from mixindex.summary import format_summary, summarize
+
+    path = build_index(
+        spec, out, force=force, quiet=quiet, compress=compress, deep_fingerprint=deep
+    )
+    if as_json:
+        click.echo(json.dumps(summarize(StoredIndex(path)), indent=2))
+    elif not quiet:
+        click.echo(format_summary(summarize(StoredIndex(path))))
+
+
+@main.command()
+@click.argument("index", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@friendly
+def inspect(index: str, as_json: bool) -> None:
+    """Summarise a built INDEX: length, blocks, per source target vs. realised share."""
+    from mixindex.store import StoredIndex
+    from mixindex.summary import format_summary, summarize
+
+    summary = summarize(StoredIndex(index))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(format_summary(summary))
+
+
+@main.command()
+@click.argument("index", type=click.Path())
+@click.argument("position", type=int)
+@click.option(
+    "-n", "--count", default=1, show_default=True, help="How many examples from POSITION."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--no-verify", is_flag=True, help="Do not check the sources' fingerprints.")
+@click.option("--width", default=100, show_default=True, help="Cut long values to this width.")
+@friendly
+def show(index: str, position: int, count: int, as_json: bool, no_verify: bool, width: int) -> None:
+    """Print the examples at POSITION (negative counts from the end) and after it."""
+    import numpy as np
+
+    from mixindex.reader import open as open_index
+
+    if count < 1:
+        raise click.BadParameter(f"--count {count} must be >= 1", param_hint="--count")
+    ds = open_index(index, verify=not no_verify)
+    n = len(ds)
+    start = position + n if position < 0 else position
+    if not 0 <= start < n:
+        click.echo(
+            f"error: position {position} is out of range for a mix of {n} examples "
+            f"(use 0 to {n - 1}, or -1 for the last)",
+            err=True,
+        )
+        sys.exit(2)
+    positions = np.arange(start, min(start + count, n))
+    source, row, epoch = ds.lookup(positions)
+    examples = ds.__getitems__(positions)
+    for p, s, r, e, ex in zip(positions, source, row, epoch, examples, strict=True):
+        head = {"position": int(p), "source": ds.names[int(s)], "row": int(r), "epoch": int(e)}
+        if as_json:
+            click.echo(json.dumps({**head, "example": ex}, default=str))
+            continue
+        click.echo(
+            f"position {head['position']}: {head['source']} row {head['row']} epoch {head['epoch']}"
+        )
+        for key, value in ex.items():
+            if key == "__source__":
+                continue
+            text = " ".join(str(value).split())
+            if len(text) > width:
+                text = text[: width - 3] + "..."
+            click.echo(f"  {key}: {text}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+"""The planner: (normalised spec, source lengths) -> ``(source, row, epoch)`` per position.
+
+Pure and streaming: no I/O, no globals, no hidden randomness, and memory bounded by one chunk of
+blocks whatever the length. For each chunk of blocks it
+
+1. evaluates the schedule at each block's first position (S1),
+2. apportions each block's slots among the sources (S2, :mod:`mixindex.apportion`),
+3. orders each block's slots by a counter-based permutation of ``(seed, block)`` (S3),
+4. gives the k-th slot of a source, in position order, element k of that source's stream of
+   epochs, rows in order or in a fresh stateless permutation per epoch (S4),
+5. and ends the mix where the stop strategy says (S5).
+
+Blocks are always apportioned and permuted whole, so a mix is a prefix of any longer mix with the
+same spec: raising ``num_examples`` later never changes what came before.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from mixindex.apportion import Apportioner
+from mixindex.errors import PlanError
+from mixindex.rng import SALT_ROWS, derive_key, half_bits, mix64_array, permute_rows, shuffle_blocks
+from mixindex.schedule import WeightScheduler
+from mixindex.spec import PipelineConfig, StopStrategy
+
+# Positions per chunk (rounded to whole blocks): big enough for numpy to be efficient, small
+# enough to keep memory flat.
+CHUNK_POSITIONS = 1 << 20
+# A mix longer than this without an explicit num_examples is almost surely a mistake.
+MAX_IMPLICIT_LENGTH = 1 << 40
+
+
+def uint_dtype(max_value: int) -> np.dtype:
+    """The smallest unsigned dtype holding ``max_value``."""
+    for dt in (np.uint8, np.uint16, np.uint32, np.uint64):
+        if max_value <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    raise PlanError(f"value {max_value} does not fit in 64 bits")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanInputs:
+    """Everything the plan depends on (S6): the normalised spec's mix and the source lengths."""
+
+    names: tuple[str, ...]
+    lengths: tuple[int, ...]
+    scheduler: WeightScheduler
+    block_size: int
+    seed: int
+    stop: StopStrategy
+    num_examples: int | None
+    row_order: str
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig, lengths: list[int]) -> PlanInputs:
+        mix = config.mix
+        return cls(
+            names=config.names,
+            lengths=tuple(int(n) for n in lengths),
+            scheduler=config.scheduler(),
+            block_size=mix.block_size,
+            seed=mix.seed,
+            stop=StopStrategy.parse(mix.stop_strategy),
+            num_examples=mix.num_examples,
+            row_order=mix.row_order,
+        )
+
+    @property
+    def num_sources(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A run of whole blocks (the last one possibly cut by the stop) and its positions."""
+
+    start: int
+    first_block: int
+    source: np.ndarray
+    row: np.ndarray
+    epoch: np.ndarray
+    counts: np.ndarray
+    cursors: np.ndarray
+
+    @property
+    def stop(self) -> int:
+        return self.start + len(self.source)
+
+
+class Planner:
+    """Plans a mix chunk by chunk; iterate :meth:`chunks`, then read :attr:`num_examples`."""
+
+    def __init__(self, inputs: PlanInputs, chunk_blocks: int | None = None) -> None:
+        self.inputs = inputs
+        b = inputs.block_size
+        self.chunk_blocks = chunk_blocks or max(1, CHUNK_POSITIONS // b)
+        self.lengths = np.array(inputs.lengths, dtype=np.int64)
+        if (self.lengths <= 0).any():
+            bad = inputs.names[int(np.flatnonzero(self.lengths <= 0)[0])]
+            raise PlanError(f"dataset {bad!r} has no rows; remove it or point it at data")
+        k = inputs.num_sources
+        self.source_dtype = uint_dtype(max(k - 1, 0))
+        self.source_bits = max(1, (k - 1).bit_length())
+        self.row_dtype = (
+            np.dtype(np.uint32) if max(inputs.lengths) <= 2**32 else np.dtype(np.uint64)
+        )
+        self.length_bound = self._length_bound()
+        self.epoch_dtype = self._epoch_dtype()
+        self.count_dtype = uint_dtype(b)
+        self.num_examples: int | None = None
+        # Per-source keys and Feistel widths for shuffled row order (S4).
+        self.row_keys = np.array(
+            [derive_key(inputs.seed, SALT_ROWS, s) for s in range(k)], dtype=np.uint64
+        )
+        self.row_half_bits = half_bits(self.lengths)
+
+    # ---- checks and bounds before planning -------------------------------------------------
+
+    def _length_bound(self) -> int:
+        """An upper bound on the mix length; raises PlanError for a mix that cannot end."""
+        inp = self.inputs
+        if inp.stop is StopStrategy.RESTART:
+            return int(inp.num_examples)  # type: ignore[arg-type]
+        cap = inp.num_examples
+        sched = inp.scheduler
+        b = inp.block_size
+        # Targets up to the block where the schedule stops changing, then the final weights.
+        settle = sched.last_step // b + 1
+        reached = np.zeros(inp.num_sources)
+        for lo in range(0, settle, 1 << 16):
+            blocks = np.arange(lo, min(settle, lo + (1 << 16)), dtype=np.int64)
+            reached += (b * sched.weights_at(blocks * b)).sum(axis=0)
+        final = sched.final_weights
+        # |A - Q| <= 1, so a source is surely exhausted once its target passes n + 1, and surely
+        # never is if its target stays below n - 1.
+        short = np.maximum(self.lengths + 2.0 - reached, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            more = np.where(final > 0, short / np.where(final > 0, final, 1.0), np.inf)
+        more[(final == 0) & (short == 0)] = 0.0
+        needed = more + (settle + 2) * b
+        if inp.stop is StopStrategy.ALL_EXHAUSTED:
+            never = [
+                inp.names[s]
+                for s in range(inp.num_sources)
+                if final[s] == 0 and reached[s] + 1 < self.lengths[s]
+            ]
+            if never and cap is None:
+                raise PlanError(
+                    f"all_exhausted can never end: dataset {never[0]!r} has weight 0 from step "
+                    f"{sched.last_step} on and would not have served all its "
+                    f"{self.lengths[inp.names.index(never[0])]} rows by then; give it a weight "
+                    "> 0 in the last schedule point, set num_examples, or use first_exhausted"
+                )
+            bound = float(needed.max())
+        else:
+            bound = float(needed.min())
+        if cap is not None:
+            return int(min(cap, bound)) if math.isfinite(bound) else int(cap)
+        if not math.isfinite(bound) or bound > MAX_IMPLICIT_LENGTH:
+            raise PlanError(
+                f"{inp.stop.value} would need about {bound:.3g} positions before it ends; "
+                "set mix.num_examples to cap the mix, or raise the small weights"
+            )
+        return int(bound)
+
+    def _epoch_dtype(self) -> np.dtype:
+        if self.inputs.stop is StopStrategy.FIRST_EXHAUSTED:
+            return np.dtype(np.uint8)
+        return uint_dtype(self.length_bound // int(self.lengths.min()) + 1)
+
+    # ---- planning --------------------------------------------------------------------------
+
+    def chunks(self) -> Iterator[Chunk]:
+        inp = self.inputs
+        k, b, nb = inp.num_sources, inp.block_size, self.chunk_blocks
+        apportioner = Apportioner(k)
+        cursor = np.zeros(k, dtype=np.int64)
+        exhausted_at = np.full(k, -1, dtype=np.int64)
+        cap = inp.num_examples if inp.num_examples is not None else self.length_bound
+        tile = np.tile(np.arange(k, dtype=self.source_dtype), nb)
+        block = 0
+        while True:
+            starts = (block + np.arange(2 * nb, dtype=np.int64)) * b
+            counts = apportioner.counts(inp.scheduler.weights_at(starts), b, nb)
+            slots = np.repeat(tile, counts.ravel()).reshape(nb, b)
+            src = shuffle_blocks(inp.seed, block, slots, self.source_bits)
+            cum_end = cursor + np.cumsum(counts, axis=0)
+            cum_start = cum_end - counts
+            start = block * b
+            natural = self._stop_in(src, start, cum_start, cum_end, exhausted_at)
+            stop = min(start + nb * b, cap, natural)
+            if stop < natural and stop == cap and inp.num_examples is None:
+                raise PlanError(
+                    f"{inp.stop.value} did not end within {cap} positions: a dataset whose weight "
+                    "ends at 0 cannot be exhausted; set num_examples or give it a weight > 0"
+                )
+            if stop <= start:
+                self.num_examples = start
+                return
+            yield self._finish(start, block, src, counts, cum_start, stop)
+            if stop < start + nb * b:
+                self.num_examples = stop
+                return
+            cursor = cum_end[-1]
+            block += nb
+
+    def _stop_in(
+        self,
+        src: np.ndarray,
+        start: int,
+        cum_start: np.ndarray,
+        cum_end: np.ndarray,
+        exhausted_at: np.ndarray,
+    ) -> int:
+        """The end of the mix if it falls in this chunk (else a position past it)."""
+        stop = self.inputs.stop
+        n = self.lengths
+        b = self.inputs.block_size
+        never = start + src.size + 1
+        if stop is StopStrategy.RESTART:
+            return never
+        if stop is StopStrategy.FIRST_EXHAUSTED:
+            hit = np.argwhere(cum_end > n)
+            if hit.size == 0:
+                return never
+            j = int(hit[0, 0])
+            firsts = [
+                _nth(src[j], s, int(n[s] - cum_start[j, s])) for s in np.flatnonzero(cum_end[j] > n)
+            ]
+            return start + j * b + min(firsts)
+        for s in np.flatnonzero(exhausted_at < 0):
+            done = np.flatnonzero(cum_end[:, s] >= n[s])
+            if done.size:
+                j = int(done[0])
+                exhausted_at[s] = start + j * b + _nth(src[j], s, int(n[s] - cum_start[j, s] - 1))
+        if (exhausted_at < 0).any():
+            return never
+        return int(exhausted_at.max()) + 1
+
+    def _finish(
+        self,
+        start: int,
+        block: int,
+        src: np.ndarray,
+        counts: np.ndarray,
+        cursors: np.ndarray,
+        stop: int,
+    ) -> Chunk:
+        b = self.inputs.block_size
+        length = stop - start
+        flat = src.ravel()[:length]
+        used = -(-length // b)
+        counts = counts[:used].copy()
+        if length % b:
+            tail = flat[(used - 1) * b :]
+            counts[-1] = np.bincount(tail, minlength=counts.shape[1])
+        row, epoch = self._rows(flat, cursors[0])
+        return Chunk(
+            start=start,
+            first_block=block,
+            source=flat,
+            row=row,
+            epoch=epoch,
+            counts=counts.astype(self.count_dtype),
+            cursors=cursors[:used].astype(np.uint64),
+        )
+
+    def _rows(self, src: np.ndarray, cursor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stream element of each position: the k-th slot of a source, in position order, takes
+        element ``cursor + k`` of its stream (S4)."""
+        k = self.inputs.num_sources
+        per = np.bincount(src, minlength=k)
+        order = np.argsort(src, kind="stable")
+        first = np.cumsum(per) - per
+        element = np.empty(src.size, dtype=np.int64)
+        element[order] = np.arange(src.size, dtype=np.int64) + np.repeat(cursor - first, per)
+        n = self.lengths[src]
+        epoch = element // n
+        index = element - epoch * n
+        if self.inputs.row_order == "shuffled":
+            keys = self.row_keys[src] ^ mix64_array(epoch.astype(np.uint64))
+            index = permute_rows(keys, index, n, self.row_half_bits[src])
+        return index.astype(self.row_dtype), epoch.astype(self.epoch_dtype)
+
+
+def _nth(row: np.ndarray, source: int, k: int) -> int:
+    """Position inside a block of the k-th (0-based) slot of ``source``."""
+    return int(np.flatnonzero(row == source)[k])
