@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mixindex.apportion import Apportioner
+from mixindex.apportion import HORIZON, Apportioner
 from mixindex.errors import PlanError
 from mixindex.rng import SALT_ROWS, derive_key, half_bits, mix64_array, permute_rows, shuffle_blocks
 from mixindex.schedule import WeightScheduler
@@ -98,7 +98,6 @@ class Planner:
     def __init__(self, inputs: PlanInputs, chunk_blocks: int | None = None) -> None:
         self.inputs = inputs
         b = inputs.block_size
-        self.chunk_blocks = chunk_blocks or max(1, CHUNK_POSITIONS // b)
         self.lengths = np.array(inputs.lengths, dtype=np.int64)
         if (self.lengths <= 0).any():
             bad = inputs.names[int(np.flatnonzero(self.lengths <= 0)[0])]
@@ -112,6 +111,9 @@ class Planner:
         self.length_bound = self._length_bound()
         self.epoch_dtype = self._epoch_dtype()
         self.count_dtype = uint_dtype(b)
+        # No chunk needs to reach past the end of the mix.
+        blocks_needed = -(-self.length_bound // b)
+        self.chunk_blocks = min(chunk_blocks or max(1, CHUNK_POSITIONS // b), blocks_needed)
         self.num_examples: int | None = None
         # Per-source keys and Feistel widths for shuffled row order (S4).
         self.row_keys = np.array(
@@ -185,8 +187,8 @@ class Planner:
         tile = np.tile(np.arange(k, dtype=self.source_dtype), nb)
         block = 0
         while True:
-            starts = (block + np.arange(2 * nb, dtype=np.int64)) * b
-            counts = apportioner.counts(inp.scheduler.weights_at(starts), b, nb)
+            starts = (block + np.arange(nb + HORIZON, dtype=np.int64)) * b
+            counts = apportioner.counts(inp.scheduler.weights_at(starts), b)
             slots = np.repeat(tile, counts.ravel()).reshape(nb, b)
             src = shuffle_blocks(inp.seed, block, slots, self.source_bits)
             cum_end = cursor + np.cumsum(counts, axis=0)

@@ -1,0 +1,243 @@
+"""The planner: golden sequences (S3, S6), row streams (S4), stop strategies (S5), chunking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from planning import plan
+
+from mixindex.errors import PlanError
+
+# ---- golden sequences: these pin the exact output for good (S3, S6) ----------------------------
+
+
+def test_golden_static_sequential() -> None:
+    p = plan([5, 100], [0.75, 0.25], block_size=4, num_examples=16, seed=0)
+    assert p.source.tolist() == [0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0]
+    assert p.row.tolist() == [0, 1, 2, 0, 3, 4, 0, 1, 1, 2, 2, 3, 4, 0, 3, 1]
+    assert p.epoch.tolist() == [0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 0, 1, 1, 2, 0, 2]
+
+
+def test_golden_shuffled_three_sources() -> None:
+    p = plan(
+        [3, 4, 5], [0.5, 0.3, 0.2], block_size=5, num_examples=15, seed=7, row_order="shuffled"
+    )
+    assert p.source.tolist() == [1, 0, 2, 0, 0, 1, 1, 0, 2, 0, 1, 2, 0, 0, 0]
+    assert p.row.tolist() == [3, 0, 1, 1, 2, 1, 0, 1, 3, 2, 2, 4, 0, 2, 1]
+    assert p.epoch.tolist() == [0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 1, 2, 2]
+
+
+def test_golden_first_exhausted() -> None:
+    p = plan([4, 6], [0.5, 0.5], block_size=4, seed=1, stop="first_exhausted")
+    assert p.source.tolist() == [0, 0, 1, 1, 1, 0, 1, 0, 1]
+    assert p.row.tolist() == [0, 1, 0, 1, 2, 2, 3, 3, 4]
+
+
+def test_golden_all_exhausted_linear_schedule() -> None:
+    p = plan(
+        [3, 8],
+        [(0, [0.8, 0.2]), (8, [0.2, 0.8])],
+        block_size=4,
+        seed=3,
+        stop="all_exhausted",
+        interpolation="linear",
+    )
+    assert p.source.tolist() == [1, 0, 0, 0, 1, 0, 0, 1, 1, 1, 1, 0, 1, 1]
+    assert p.row.tolist() == [0, 0, 1, 2, 1, 0, 1, 2, 3, 4, 5, 2, 6, 7]
+    assert p.epoch.tolist() == [0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0]
+
+
+# ---- S3: block order -------------------------------------------------------------------------
+
+
+def test_neighbouring_seeds_are_not_shifted_copies() -> None:
+    a = plan([1000] * 4, [0.25] * 4, block_size=100, num_examples=2000, seed=42).source
+    b = plan([1000] * 4, [0.25] * 4, block_size=100, num_examples=2000, seed=43).source
+    blocks_a = a.reshape(20, 100)
+    blocks_b = b.reshape(20, 100)
+    for shift in range(-3, 4):
+        same = [
+            (blocks_a[i] == blocks_b[i + shift]).all() for i in range(20) if 0 <= i + shift < 20
+        ]
+        assert not any(same), f"seed 43 repeats seed 42's blocks shifted by {shift}"
+    # Each block's order is a real permutation: not sorted, not the same in every block.
+    assert len({bytes(r) for r in blocks_a.astype(np.uint8)}) == 20
+
+
+def test_block_order_is_uniform_enough() -> None:
+    # Over many blocks, each slot position is filled by each of two equal sources about half
+    # the time (a biased permutation would favour the low source at the front).
+    p = plan([10**6, 10**6], [0.5, 0.5], block_size=16, num_examples=16 * 4000, seed=5)
+    share0 = (p.source.reshape(-1, 16) == 0).mean(axis=0)
+    assert np.all(np.abs(share0 - 0.5) < 0.05), share0
+
+
+# ---- S4: rows ----------------------------------------------------------------------------------
+
+
+def _streams(p: object, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(p.epoch[p.source == s], p.row[p.source == s]) for s in range(k)]  # type: ignore[attr-defined]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    lengths=st.lists(st.integers(1, 40), min_size=1, max_size=4),
+    block_size=st.integers(1, 17),
+    seed=st.integers(0, 2**64 - 1),
+    num_examples=st.integers(1, 400),
+    data=st.data(),
+)
+def test_sequential_rows_follow_the_stream(
+    lengths: list[int], block_size: int, seed: int, num_examples: int, data: st.DataObject
+) -> None:
+    weights = data.draw(st.lists(st.floats(0.01, 1), min_size=len(lengths), max_size=len(lengths)))
+    p = plan(lengths, weights, block_size=block_size, seed=seed, num_examples=num_examples)
+    assert len(p.source) == num_examples
+    for s, (epoch, row) in enumerate(_streams(p, len(lengths))):
+        k = np.arange(len(row))
+        assert (epoch == k // lengths[s]).all()
+        assert (row == k % lengths[s]).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 30), min_size=1, max_size=3),
+    seed=st.integers(0, 2**64 - 1),
+    epochs=st.integers(1, 4),
+)
+def test_shuffled_rows_are_a_fresh_permutation_each_epoch(
+    lengths: list[int], seed: int, epochs: int
+) -> None:
+    n = sum(lengths) * epochs
+    p = plan(
+        lengths, [1.0] * len(lengths), block_size=7, seed=seed, num_examples=n, row_order="shuffled"
+    )
+    for s, (epoch, row) in enumerate(_streams(p, len(lengths))):
+        k = np.arange(len(row))
+        assert (epoch == k // lengths[s]).all()
+        full = len(row) // lengths[s]
+        for e in range(full):
+            assert sorted(row[epoch == e].tolist()) == list(range(lengths[s]))
+
+
+def test_shuffled_orders_differ_between_epochs_and_seeds() -> None:
+    a = plan([500], [1.0], block_size=50, seed=1, num_examples=1500, row_order="shuffled")
+    b = plan([500], [1.0], block_size=50, seed=2, num_examples=1500, row_order="shuffled")
+    e0, e1, e2 = a.row[:500], a.row[500:1000], a.row[1000:]
+    assert not (e0 == e1).all() and not (e1 == e2).all()
+    assert not (a.row == b.row).all()
+    assert not (e0 == np.arange(500)).all()
+
+
+# ---- S5: stop strategies -----------------------------------------------------------------------
+
+
+@st.composite
+def mixes(draw: st.DrawFn) -> dict:
+    k = draw(st.integers(1, 4))
+    lengths = draw(st.lists(st.integers(1, 60), min_size=k, max_size=k))
+    weights = draw(st.lists(st.floats(0.05, 1), min_size=k, max_size=k))
+    return {
+        "lengths": lengths,
+        "weights": weights,
+        "block_size": draw(st.integers(1, 20)),
+        "seed": draw(st.integers(0, 2**32)),
+        "row_order": draw(st.sampled_from(["sequential", "shuffled"])),
+    }
+
+
+@settings(max_examples=80, deadline=None)
+@given(mix=mixes())
+def test_first_exhausted(mix: dict) -> None:
+    p = plan(**mix, stop="first_exhausted", chunk_blocks=3)
+    pairs = list(zip(p.source.tolist(), p.row.tolist(), strict=True))
+    assert len(set(pairs)) == len(pairs), "a row repeats"
+    served = np.bincount(p.source, minlength=len(mix["lengths"]))
+    full = [s for s, n in enumerate(mix["lengths"]) if served[s] == n]
+    assert full, "no source was exhausted"
+    # It ends just before the first repeat: the restart mix with the same seed has the same
+    # prefix, and its next slot repeats a row of a source.
+    longer = plan(**mix, stop="restart", num_examples=len(pairs) + 1)
+    assert (longer.source[:-1] == p.source).all() and (longer.row[:-1] == p.row).all()
+    nxt = int(longer.source[-1])
+    assert served[nxt] == mix["lengths"][nxt]
+
+
+@settings(max_examples=80, deadline=None)
+@given(mix=mixes())
+def test_all_exhausted(mix: dict) -> None:
+    p = plan(**mix, stop="all_exhausted", chunk_blocks=2)
+    n = len(p.source)
+    for s, rows in enumerate(mix["lengths"]):
+        assert set(p.row[p.source == s].tolist()) == set(range(rows)), f"source {s} not covered"
+    # One position less and some source is short of a row: it ends at the first such position.
+    last_src, last_row = int(p.source[-1]), int(p.row[-1])
+    before = (p.source[: n - 1] == last_src) & (p.row[: n - 1] == last_row)
+    assert not before.any()
+
+
+def test_num_examples_caps_the_exhausting_strategies() -> None:
+    free = plan([50, 80], [0.5, 0.5], block_size=8, seed=4, stop="all_exhausted")
+    capped = plan([50, 80], [0.5, 0.5], block_size=8, seed=4, stop="all_exhausted", num_examples=37)
+    assert len(capped.source) == 37 < len(free.source)
+    assert (capped.source == free.source[:37]).all()
+    assert capped.counts.sum() == 37
+
+
+def test_restart_partial_last_block_is_a_prefix() -> None:
+    long = plan([7, 9, 11], [0.2, 0.3, 0.5], block_size=10, seed=9, num_examples=100)
+    short = plan([7, 9, 11], [0.2, 0.3, 0.5], block_size=10, seed=9, num_examples=55)
+    assert (short.source == long.source[:55]).all() and (short.row == long.row[:55]).all()
+    assert short.counts.shape == (6, 3)
+    assert short.counts[:-1].sum(axis=1).tolist() == [10] * 5
+    assert short.counts[-1].sum() == 5
+    assert short.counts[-1].tolist() == np.bincount(short.source[50:], minlength=3).tolist()
+
+
+def test_all_exhausted_that_can_never_end_is_refused() -> None:
+    with pytest.raises(PlanError, match="s1"):
+        plan([5, 1000], [(0, [0.5, 0.5]), (20, [1.0, 0.0])], block_size=4, stop="all_exhausted")
+
+
+def test_all_exhausted_with_source_exhausted_before_its_weight_drops() -> None:
+    # s1 has 3 rows and weight 0 after step 40: it is exhausted well before then.
+    p = plan([50, 3], [(0, [0.5, 0.5]), (40, [1.0, 0.0])], block_size=4, stop="all_exhausted")
+    assert set(p.row[p.source == 1].tolist()) == {0, 1, 2}
+    assert set(p.row[p.source == 0].tolist()) == set(range(50))
+
+
+def test_zero_weight_source_is_never_served() -> None:
+    p = plan([10, 10, 10], [0.5, 0.0, 0.5], block_size=6, num_examples=300, seed=1)
+    assert (p.source != 1).all()
+    assert (p.counts[:, 1] == 0).all()
+
+
+# ---- S6: chunking and determinism ------------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(mix=mixes(), chunks=st.integers(1, 5), stop=st.sampled_from(["restart", "all_exhausted"]))
+def test_chunk_size_does_not_change_the_plan(mix: dict, chunks: int, stop: str) -> None:
+    n = 300 if stop == "restart" else None
+    a = plan(**mix, stop=stop, num_examples=n, chunk_blocks=chunks)
+    b = plan(**mix, stop=stop, num_examples=n, chunk_blocks=64)
+    for field in ("source", "row", "epoch", "counts", "cursors"):
+        assert (getattr(a, field) == getattr(b, field)).all(), field
+
+
+def test_cursors_are_stream_positions_at_block_starts() -> None:
+    p = plan([13, 17, 19], [0.3, 0.3, 0.4], block_size=8, seed=2, num_examples=200, chunk_blocks=3)
+    expected = np.cumsum(p.counts, axis=0) - p.counts
+    assert (p.cursors == expected).all()
+
+
+def test_dtypes_follow_the_data() -> None:
+    p = plan([300, 70000], [0.5, 0.5], block_size=10, num_examples=100)
+    assert p.source.dtype == np.uint8
+    assert p.row.dtype == np.uint32
+    assert p.counts.dtype == np.uint8
+    many = plan([5] * 300, [1.0] * 300, block_size=1000, num_examples=1000)
+    assert many.source.dtype == np.uint16
+    assert many.counts.dtype == np.uint16
