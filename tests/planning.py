@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mixindex.plan import Planner, PlanInputs
+from mixindex.plan import PlanInputs, Planner
 from mixindex.schedule import WeightSchedulePoint, WeightScheduler
 from mixindex.spec import StopStrategy
 

@@ -1,0 +1,111 @@
+"""S1: weights and schedules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mixindex.errors import SpecError
+from mixindex.schedule import WeightSchedulePoint, WeightScheduler, cosine_ease
+
+POINTS = [
+    WeightSchedulePoint(0, {"code": 0.2, "text": 0.8}),
+    WeightSchedulePoint(10000, {"code": 0.5, "text": 0.5}),
+    WeightSchedulePoint(50000, {"code": 0.8, "text": 0.2}),
+]
+
+
+def test_linear_schedule_from_the_seed_api() -> None:
+    s = WeightScheduler(POINTS, "linear")
+    assert s.get_weights(5000) == pytest.approx({"code": 0.35, "text": 0.65})
+    assert s.get_weights(30000) == pytest.approx({"code": 0.65, "text": 0.35})
+
+
+def test_step_uses_the_left_point_and_clamps() -> None:
+    s = WeightScheduler(POINTS, "step")
+    assert s.get_weights(9999) == pytest.approx({"code": 0.2, "text": 0.8})
+    assert s.get_weights(10000) == pytest.approx({"code": 0.5, "text": 0.5})
+    assert s.get_weights(10**9) == pytest.approx({"code": 0.8, "text": 0.2})
+
+
+def test_cosine_eases_in_and_out() -> None:
+    s = WeightScheduler(POINTS, "cosine")
+    # t = 0.25 -> (1 - cos(pi/4)) / 2
+    t = (1 - math.cos(math.pi / 4)) / 2
+    assert s.get_weights(2500)["code"] == pytest.approx(0.2 + 0.3 * t, abs=1e-15)
+    assert s.get_weights(5000)["code"] == pytest.approx(0.35)
+
+
+def test_schedule_starting_late_clamps_before_its_first_point() -> None:
+    s = WeightScheduler([WeightSchedulePoint(100, {"a": 1, "b": 3})], "linear")
+    assert s.get_weights(0) == pytest.approx({"a": 0.25, "b": 0.75})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=200))
+def test_own_cosine_matches_the_formula(ts: list[float]) -> None:
+    t = np.array(ts)
+    assert np.allclose(cosine_ease(t), (1 - np.cos(np.pi * t)) / 2, atol=1e-15, rtol=0)
+
+
+def test_cosine_ease_is_pinned_bit_for_bit() -> None:
+    # Our polynomial uses only +, * so these bits hold on every machine (S6).
+    got = cosine_ease(np.array([0.1, 0.3, 0.7]))
+    assert [v.hex() for v in got.tolist()] == [
+        float.fromhex(h).hex()
+        for h in ("0x1.90f1ecbbab00ap-6", "0x1.a61b9f7154b43p-3", "0x1.96791823aad30p-1")
+    ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    weights=st.lists(st.floats(0, 1e6), min_size=1, max_size=6).filter(lambda w: sum(w) > 0),
+    step=st.integers(0, 10**12),
+)
+def test_weights_are_normalised(weights: list[float], step: int) -> None:
+    names = [f"s{i}" for i in range(len(weights))]
+    s = WeightScheduler(
+        [WeightSchedulePoint(0, dict(zip(names, weights, strict=True)))], "step", names
+    )
+    got = s.get_weights(step)
+    assert math.fsum(got.values()) == pytest.approx(1.0)
+    for name, w in zip(names, weights, strict=True):
+        assert got[name] == pytest.approx(w / math.fsum(weights))
+
+
+@pytest.mark.parametrize(
+    ("points", "interp", "message"),
+    [
+        ([WeightSchedulePoint(0, {"code": 1, "txt": 1})], "step", "'txt'"),
+        ([WeightSchedulePoint(0, {"code": 1})], "step", "'text'"),
+        ([WeightSchedulePoint(0, {"code": -1, "text": 1})], "step", "-1"),
+        ([WeightSchedulePoint(0, {"code": 0, "text": 0})], "step", "all zero"),
+        ([WeightSchedulePoint(0, {"code": float("nan"), "text": 1})], "step", "nan"),
+        (
+            [
+                WeightSchedulePoint(10, {"code": 1, "text": 1}),
+                WeightSchedulePoint(5, {"code": 1, "text": 1}),
+            ],
+            "linear",
+            "step 5 after step 10",
+        ),
+        (
+            [
+                WeightSchedulePoint(5, {"code": 1, "text": 1}),
+                WeightSchedulePoint(5, {"code": 1, "text": 1}),
+            ],
+            "linear",
+            "step 5 after step 5",
+        ),
+        ([WeightSchedulePoint(0, {"code": 1, "text": 1})], "quadratic", "'quadratic'"),
+        ([WeightSchedulePoint(-1, {"code": 1, "text": 1})], "step", "-1"),
+        ([], "step", "empty"),
+    ],
+)
+def test_bad_schedules_are_refused(points: list, interp: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message.replace("(", r"\(")):
+        WeightScheduler(points, interp, ["code", "text"])
