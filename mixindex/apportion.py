@@ -23,10 +23,9 @@ import math
 
 import numpy as np
 
-
 # Blocks looked ahead for deadlines. Deadlines further away count as equal (then the source owed
-# most goes first); 64 blocks keep the bound in every schedule we tried.
-HORIZON = 64
+# most goes first). 4 to 64 blocks gave the same worst deviation on every schedule we tried.
+HORIZON = 8
 
 
 def bound(num_sources: int) -> float:
@@ -86,9 +85,12 @@ class Apportioner:
             need = length - int(must.sum())
             if need > 0:
                 cand = ids[may > must]
-                if cand.size >= need:
+                if cand.size == need:
+                    must[cand] += 1.0
+                elif cand.size > need:
                     xc = x[cand]
-                    due = _deadlines(inc_all[j + 1 : j + 1 + HORIZON, cand], must[cand] + beta - xc)
+                    slack = must[cand] + beta - xc
+                    due = _deadlines(inc_all[j + 1 : j + 1 + HORIZON, cand], slack)
                     order = np.lexsort((cand, -xc, due))
                     must[cand[order[:need]]] += 1.0
                 else:
@@ -108,6 +110,9 @@ def _deadlines(future: np.ndarray, slack: np.ndarray) -> np.ndarray:
     The sums start afresh at the next block, so the result never depends on where a window of
     blocks began (S6).
     """
+    if (future[0] > slack).all():
+        # The common case when every weight is large against one example per block.
+        return np.ones(slack.size, dtype=np.int64)
     over = np.cumsum(future, axis=0) > slack[None, :]
     due = np.argmax(over, axis=0) + 1
     due[~over.any(axis=0)] = HORIZON + 1

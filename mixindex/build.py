@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mixindex.plan import Planner, PlanInputs
+from mixindex.plan import PlanInputs, Planner
 from mixindex.sources import open_source
 from mixindex.spec import PipelineConfig, load_spec
 from mixindex.store import IndexWriter

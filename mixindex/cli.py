@@ -84,7 +84,9 @@ def inspect(index: str, as_json: bool) -> None:
         click.echo(format_summary(summary))
 
 
-@main.command()
+# Unknown options pass through as arguments, so that a negative POSITION such as -1 is not
+# taken for an option (click would answer "No such option: -1").
+@main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("index", type=click.Path())
 @click.argument("position", type=int)
 @click.option(

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mixindex.errors import SourceChangedError
+from mixindex.errors import SourceChangedError, SourceError
 from mixindex.sources import Source, reopen_source
 from mixindex.store import StoredIndex
 
@@ -62,7 +62,15 @@ class MixedDataset:
         for rec in self.index.sources:
             name = rec["name"]
             override = datasets.get(name, data_files.get(name))
-            src = reopen_source(rec, override)
+            try:
+                src = reopen_source(rec, override)
+            except SourceError as exc:
+                if not verify or override is not None:
+                    raise
+                # A recorded file that is gone or no longer readable is a changed source (S7).
+                raise SourceChangedError(
+                    f"source {name!r} changed since the index was built: {exc}"
+                ) from None
             if verify:
                 now = src.describe()
                 if now["fingerprint"] != rec["fingerprint"] or now["num_rows"] != rec["num_rows"]:
@@ -141,7 +149,7 @@ class MixedDataset:
         self.index.close()
 
 
-def open(  # noqa: A001 - the public name is mixindex.open, like zarr.open
+def open(
     path: str | Path,
     *,
     data_files: Mapping[str, Sequence[str]] | None = None,

@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +36,34 @@ ATTR_KEY = "mixindex"
 
 def array_digest(data: np.ndarray) -> str:
     """sha256 of an array chunk's little-endian bytes."""
-    return hashlib.sha256(
-        np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<"))
-    ).hexdigest()
+    return hashlib.sha256(_le_bytes(data)).hexdigest()
 
 
-def combine_digests(chunk_digests: Mapping[str, list[str]], shape_facts: Mapping[str, Any]) -> str:
-    """The index's content digest: one sha256 over every chunk digest and the shapes."""
-    doc = json.dumps({"chunks": chunk_digests, "facts": shape_facts}, sort_keys=True)
+def _le_bytes(data: np.ndarray) -> memoryview:
+    return np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<")).data
+
+
+def combine_digests(array_digests: Mapping[str, str], shape_facts: Mapping[str, Any]) -> str:
+    """The index's content digest: one sha256 over each whole array's sha256 and the shapes.
+
+    Each array is hashed as one stream of bytes, so the digest does not depend on how the
+    positions were cut into chunks (``chunk_blocks``): the same mix gives the same digest.
+    """
+    doc = json.dumps({"arrays": array_digests, "facts": shape_facts}, sort_keys=True)
     return "sha256:" + hashlib.sha256(doc.encode()).hexdigest()
+
+
+def digest_facts(
+    num_examples: int, num_blocks: int, num_sources: int, dtypes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The shape facts that :func:`combine_digests` covers besides the arrays' bytes; shared by
+    the writer and ``mixindex verify``, which recomputes the digest."""
+    return {
+        "num_examples": num_examples,
+        "num_blocks": num_blocks,
+        "num_sources": num_sources,
+        "dtypes": {n: str(np.dtype(d)) for n, d in dtypes.items()},
+    }
 
 
 class IndexWriter:
@@ -87,6 +106,8 @@ class IndexWriter:
         self.digests: dict[str, list[str]] = {
             name: [] for name in (*POSITION_ARRAYS, *TABLE_ARRAYS)
         }
+        # Whole-array hashes, fed chunk by chunk: the content digest must not see the chunking.
+        self.hashes = {name: hashlib.sha256() for name in self.digests}
         codec: dict[str, Any] = {"compressors": None}
         if compress:
             codec = {"compressors": zarr.codecs.ZstdCodec(level=3)}
@@ -127,12 +148,16 @@ class IndexWriter:
             raise ValueError(f"chunks must be written in order; got start {start}")
         n = len(arrays["source"])
         for name in POSITION_ARRAYS:
-            self.arrays[name][start : start + n] = arrays[name]
-            self.digests[name].append(array_digest(arrays[name]))
+            data = np.asarray(arrays[name], dtype=self.arrays[name].dtype)
+            self.arrays[name][start : start + n] = data
+            self.digests[name].append(array_digest(data))
+            self.hashes[name].update(_le_bytes(data))
         nb = len(arrays["counts"])
         for name in TABLE_ARRAYS:
-            self.arrays[name][first_block : first_block + nb] = arrays[name]
-            self.digests[name].append(array_digest(arrays[name]))
+            data = np.asarray(arrays[name], dtype=self.arrays[name].dtype)
+            self.arrays[name][first_block : first_block + nb] = data
+            self.digests[name].append(array_digest(data))
+            self.hashes[name].update(_le_bytes(data))
         self.length = start + n
         self.blocks = first_block + nb
 
@@ -146,13 +171,10 @@ class IndexWriter:
         k = self.arrays["counts"].shape[1]
         for name in TABLE_ARRAYS:
             self.arrays[name].resize((self.blocks, k))
-        facts = {
-            "num_examples": self.length,
-            "num_blocks": self.blocks,
-            "chunk_positions": self.chunk_positions,
-            "dtypes": {n: str(self.arrays[n].dtype) for n in self.digests},
-        }
-        digest = combine_digests(self.digests, facts)
+        facts = digest_facts(
+            self.length, self.blocks, k, {n: self.arrays[n].dtype for n in self.digests}
+        )
+        digest = combine_digests({n: h.hexdigest() for n, h in self.hashes.items()}, facts)
         meta = dict(attrs)
         meta.update(
             format_version=FORMAT_VERSION,
@@ -169,7 +191,11 @@ class IndexWriter:
         if self.path.exists():
             os.replace(self.path, trash)
         os.replace(self.tmp, self.path)
-        shutil.rmtree(trash, ignore_errors=True)
+        if trash.is_dir():
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            # --force over a regular file: rmtree would leave it behind as a hidden sibling.
+            trash.unlink(missing_ok=True)
         return digest
 
     def abort(self) -> None:
@@ -200,11 +226,24 @@ class ChunkedArray:
     def __len__(self) -> int:
         return self.shape[0]
 
+    @property
+    def num_chunks(self) -> int:
+        return -(-self.shape[0] // self.chunks[0])
+
+    def chunk_key(self, i: int) -> str:
+        """Chunk ``i``'s file inside the array folder, as zarr v3 names it: ``c/3``, ``c/3/0``."""
+        return "c" + self.sep + self.sep.join([str(i)] + ["0"] * (len(self.shape) - 1))
+
     def chunk(self, i: int) -> np.ndarray:
-        """Chunk ``i`` (rows along the first axis), clipped to the array's shape."""
+        """Chunk ``i`` (rows along the first axis), clipped to the array's shape; kept mapped."""
         got = self._maps.get(i)
-        if got is not None:
-            return got
+        if got is None:
+            got = self._maps[i] = self.load(i)
+        return got
+
+    def load(self, i: int) -> np.ndarray:
+        """Chunk ``i`` like :meth:`chunk`, but not kept: a scan over every chunk (audit, verify)
+        then holds one chunk's pages at a time instead of the whole array's."""
         lo = i * self.chunks[0]
         hi = min(lo + self.chunks[0], self.shape[0])
         if not self.raw:
@@ -212,16 +251,20 @@ class ChunkedArray:
                 import zarr
 
                 self._zarr = zarr.open_array(str(self.folder), mode="r")
-            got = np.asarray(self._zarr[lo:hi])
-        else:
-            path = self.folder / "c" / self.sep.join([str(i)] + ["0"] * (len(self.shape) - 1))
-            if path.exists():
-                full = np.memmap(path, dtype=self.dtype, mode="r", shape=self.chunks)
-                got = full[: hi - lo]
-            else:
-                got = np.zeros((hi - lo, *self.shape[1:]), dtype=self.dtype)
-        self._maps[i] = got
-        return got
+            return np.asarray(self._zarr[lo:hi])
+        path = self.folder / self.chunk_key(i)
+        if not path.exists():
+            return np.zeros((hi - lo, *self.shape[1:]), dtype=self.dtype)
+        try:
+            full = np.memmap(path, dtype=self.dtype, mode="r", shape=self.chunks)
+        except (ValueError, OSError) as exc:
+            raise IndexFormatError(f"{str(path)!r} is damaged ({exc}); rebuild the index") from None
+        return full[: hi - lo]
+
+    def iter_chunks(self) -> Iterator[np.ndarray]:
+        """Every chunk in order, each loaded with :meth:`load` (not kept)."""
+        for i in range(self.num_chunks):
+            yield self.load(i)
 
     def take(self, positions: np.ndarray) -> np.ndarray:
         """Values at many positions (int64 array, each in range), in order."""

@@ -39,8 +39,13 @@ def summarize(index: StoredIndex) -> dict[str, Any]:
     realised = counts.sum(axis=0)
     weights, lengths = block_targets(index)
     target = (weights * lengths[:, None]).sum(axis=0)
-    # Largest |cumulative count - cumulative target| at a block boundary (S2 in numbers).
-    deviation = np.abs(np.cumsum(counts, axis=0) - np.cumsum(weights * lengths[:, None], axis=0))
+    # Largest |cumulative count - cumulative target| at a block boundary (S2 in numbers). The end
+    # of a partial last block is no boundary: its counts are a prefix of a permuted block.
+    whole = int(np.count_nonzero(lengths == int(meta["block_size"])))
+    deviation = np.abs(
+        np.cumsum(counts[:whole], axis=0)
+        - np.cumsum(weights[:whole] * lengths[:whole, None], axis=0)
+    )
     mix = meta["spec"]["mix"]
     sources = []
     for i, rec in enumerate(meta["sources"]):

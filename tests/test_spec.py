@@ -130,5 +130,5 @@ def test_unreadable_spec_files(tmp_path: Path) -> None:
         load_spec(bad)
     txt = tmp_path / "spec.txt"
     txt.write_text("{}")
-    with pytest.raises(SpecError, match="'.txt'"):
+    with pytest.raises(SpecError, match=r"'\.txt'"):
         load_spec(txt)

@@ -1,0 +1,365 @@
+"""The command line, through click's CliRunner: exit codes, summaries and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+from click.testing import CliRunner, Result
+from conftest import (
+    CODE_SCHEMA,
+    CODE_SIZES,
+    DEFAULT_MIX,
+    Data,
+    Shared,
+    SpecWriter,
+    code_rows,
+    spec_dict,
+    write_parquet,
+)
+
+import mixindex
+from mixindex.cli import main
+
+N = DEFAULT_MIX["num_examples"]
+NAMES = ["code", "notes", "docs"]
+
+
+def run(*args: Any) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_ok(result: Result) -> None:
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert "Traceback" not in result.output
+
+
+def assert_one_line_error(result: Result, *mentions: str) -> str:
+    """Exit status 2, nothing on stdout, one line ``error: ...`` on stderr naming the problem."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith("error: ")
+    for m in mentions:
+        assert m in line, f"{m!r} not in {line!r}"
+    return line
+
+
+def shares(path: Path) -> dict[str, float]:
+    """The realised share of every source, counted from the index with the library."""
+    ds = mixindex.open(path)
+    source, _, _ = ds.lookup(np.arange(len(ds)))
+    counts = np.bincount(source, minlength=len(NAMES))
+    return {name: counts[i] / len(ds) for i, name in enumerate(NAMES)}
+
+
+TARGET = {"code": 3 / 6, "notes": 2 / 6, "docs": 1 / 6}
+
+
+# ---- build -----------------------------------------------------------------------------------
+
+
+def test_build_prints_a_summary(data: Data, write_spec: SpecWriter, tmp_path: Path) -> None:
+    out = tmp_path / "mix.mixindex"
+    result = run("build", write_spec(), "-o", out)
+    assert_ok(result)
+    assert result.stderr == ""
+    realised = shares(out)
+    assert realised != TARGET  # the partial last block makes them differ in the 4th digit
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{out}: {N:,} examples in 10 blocks of 100")
+    for name in NAMES:
+        (line,) = [ln for ln in lines if ln.split()[0] == name]
+        cells = line.split()
+        assert f"{TARGET[name]:.4f}" == cells[2]
+        assert f"{realised[name]:.4f}" == cells[3]
+    assert lines[-1] == f"digest {mixindex.open(out).digest}"
+
+
+def test_build_quiet_prints_nothing(data: Data, write_spec: SpecWriter, tmp_path: Path) -> None:
+    out = tmp_path / "mix.mixindex"
+    result = run("build", write_spec(), "-o", out, "--quiet")
+    assert_ok(result)
+    assert result.output == ""
+    assert len(mixindex.open(out)) == N
+
+
+def test_build_json(data: Data, write_spec: SpecWriter, tmp_path: Path) -> None:
+    out = tmp_path / "mix.mixindex"
+    result = run("build", write_spec(), "-o", out, "--json")
+    assert_ok(result)
+    summary = json.loads(result.stdout)
+    assert summary["digest"] == mixindex.open(out).digest
+    assert [s["name"] for s in summary["sources"]] == NAMES
+
+
+def test_build_from_another_directory(
+    data: Data, write_spec: SpecWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = write_spec()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = run("build", Path("..") / spec.name, "-o", "out.mixindex", "--quiet")
+    assert_ok(result)
+    ds = mixindex.open(elsewhere / "out.mixindex")
+    assert ds.sources[0].data_files[0] == str(data.code_files[0])
+
+
+def test_force(data: Data, write_spec: SpecWriter, tmp_path: Path) -> None:
+    out = tmp_path / "mix.mixindex"
+    assert_ok(run("build", write_spec(), "-o", out, "--quiet"))
+    before = (out / "zarr.json").read_bytes()
+    other = write_spec(spec_dict(seed=99), "other.toml")
+    assert_one_line_error(run("build", other, "-o", out), "already exists", str(out), "--force")
+    assert (out / "zarr.json").read_bytes() == before
+    assert_ok(run("build", other, "-o", out, "--force", "--quiet"))
+    assert mixindex.open(out).index.meta["spec"]["mix"]["seed"] == 99
+    assert sorted(p.name for p in tmp_path.glob(".mix.mixindex*")) == []
+
+
+# ---- inspect and show ------------------------------------------------------------------------
+
+
+def test_inspect(shared: Shared) -> None:
+    result = run("inspect", shared.index)
+    assert_ok(result)
+    text = result.stdout
+    assert f"{N:,} examples" in text
+    realised = shares(shared.index)
+    for name in NAMES:
+        assert f"{TARGET[name]:.4f}" in text and f"{realised[name]:.4f}" in text
+
+
+def test_inspect_json(shared: Shared) -> None:
+    result = run("inspect", shared.index, "--json")
+    assert_ok(result)
+    summary = json.loads(result.stdout)
+    assert summary["num_examples"] == N
+    assert summary["block_size"] == DEFAULT_MIX["block_size"]
+    assert summary["num_blocks"] == 10
+    assert summary["seed"] == DEFAULT_MIX["seed"]
+    assert summary["digest"] == mixindex.open(shared.index).digest
+    realised = shares(shared.index)
+    assert [s["name"] for s in summary["sources"]] == NAMES
+    assert sum(s["realised_share"] for s in summary["sources"]) == pytest.approx(1.0)
+    assert sum(s["examples"] for s in summary["sources"]) == N
+    for s in summary["sources"]:
+        assert s["realised_share"] == pytest.approx(realised[s["name"]])
+        assert s["target_share"] == pytest.approx(TARGET[s["name"]])
+        # Exact apportionment (S2): within one example of the target at every block boundary.
+        assert s["max_deviation"] <= 1.0
+
+
+def test_show(shared: Shared) -> None:
+    result = run("show", shared.index, 0, "--count", 3)
+    assert_ok(result)
+    ds = mixindex.open(shared.index)
+    source, row, epoch = ds.lookup([0, 1, 2])
+    heads = [ln for ln in result.stdout.splitlines() if ln.startswith("position ")]
+    assert heads == [
+        f"position {p}: {NAMES[source[p]]} row {row[p]} epoch {epoch[p]}" for p in range(3)
+    ]
+    for p in range(3):
+        # Values are shown on one line, whitespace squashed.
+        text = " ".join(ds[p]["text"].split())
+        assert f"  text: {text}" in result.stdout.splitlines()
+
+
+def test_show_json(shared: Shared) -> None:
+    result = run("show", shared.index, -4, "--count", 10, "--json")
+    assert_ok(result)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4  # cut at the end of the mix
+    ds = mixindex.open(shared.index)
+    positions = list(range(N - 4, N))
+    source, row, epoch = ds.lookup(positions)
+    for i, line in enumerate(lines):
+        doc = json.loads(line)
+        assert doc["position"] == positions[i]
+        assert doc["source"] == NAMES[source[i]]
+        assert doc["row"] == row[i]
+        assert doc["epoch"] == epoch[i]
+        assert doc["example"] == ds[positions[i]]
+        assert doc["example"] == {
+            **shared.reference[doc["source"]][doc["row"]],
+            "__source__": doc["source"],
+        }
+
+
+@pytest.mark.parametrize("position", [N, -N - 1, 10**6])
+def test_show_out_of_range(shared: Shared, position: int) -> None:
+    assert_one_line_error(run("show", shared.index, position), f"position {position}", str(N))
+
+
+def test_show_changed_source(data: Data, built: Path) -> None:
+    # Three rows appended to the last file: every recorded row still exists.
+    write_parquet(data.code_files[1], code_rows(CODE_SIZES[0], CODE_SIZES[1] + 3), CODE_SCHEMA)
+    assert_one_line_error(run("show", built, 0), "'code'", "changed", "60 to 63")
+    result = run("show", built, 0, "--count", N, "--no-verify", "--json")
+    assert_ok(result)
+    docs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(docs) == N
+    ref = data.reference()
+    for doc in docs:
+        assert doc["example"] == {**ref[doc["source"]][doc["row"]], "__source__": doc["source"]}
+
+
+def not_an_index(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / "thing.mixindex"
+    if kind == "empty_dir":
+        path.mkdir()
+    elif kind == "file":
+        path.write_text("hello")
+    elif kind == "plain_zarr":
+        zarr.open_group(str(path), mode="w", zarr_format=3).attrs["other"] = 1
+    return path
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty_dir", "file", "plain_zarr"])
+@pytest.mark.parametrize("command", [["inspect"], ["inspect", "--json"], ["show", "0"]])
+def test_not_an_index(tmp_path: Path, kind: str, command: list[str]) -> None:
+    path = not_an_index(tmp_path, kind)
+    cmd, *rest = command
+    assert_one_line_error(run(cmd, path, *rest), str(path), "not a mixindex index")
+
+
+# ---- bad input: exit 2, one line, nothing written --------------------------------------------
+
+
+def sched(*points: tuple[int, dict[str, float]]) -> list[dict[str, Any]]:
+    return [{"step": s, "weights": w} for s, w in points]
+
+
+EQUAL = {"code": 1, "notes": 1, "docs": 1}
+
+# id -> (spec, or a function of the data folder returning one; what the error line must name)
+BAD_SPECS: dict[str, tuple[Any, list[str]]] = {
+    "missing_file": (
+        spec_dict(
+            [
+                *spec_dict()["datasets"][:1],
+                {"name": "notes", "data_files": "data/nope.arrow"},
+                spec_dict()["datasets"][2],
+            ]
+        ),
+        ["'notes'", "nope.arrow"],
+    ),
+    "glob_matches_nothing": (
+        spec_dict(
+            [{"name": "code", "data_files": "data/code/*.parq"}, *spec_dict()["datasets"][1:]]
+        ),
+        ["'code'", "*.parq"],
+    ),
+    "unknown_weight": (
+        spec_dict(weights={**EQUAL, "txt": 1}),
+        ["'txt'"],
+    ),
+    "missing_weight": (
+        spec_dict(weights={"code": 1, "notes": 1}),
+        ["'docs'"],
+    ),
+    "negative_weight": (
+        spec_dict(weights={**EQUAL, "notes": -1}),
+        ["'notes'", "-1"],
+    ),
+    "all_zero_weights": (
+        spec_dict(weights={"code": 0, "notes": 0, "docs": 0}),
+        ["mix.weights", "all zero"],
+    ),
+    "unsorted_steps": (
+        spec_dict(weights=None, weight_schedule=sched((0, EQUAL), (500, EQUAL), (200, EQUAL))),
+        ["step 200 after step 500"],
+    ),
+    "duplicate_steps": (
+        spec_dict(weights=None, weight_schedule=sched((0, EQUAL), (300, EQUAL), (300, EQUAL))),
+        ["step 300 after step 300"],
+    ),
+    "unknown_schedule_type": (
+        spec_dict(weight_schedule_type="cubic"),
+        ["'cubic'", "linear"],
+    ),
+    "unknown_stop_strategy": (
+        spec_dict(stop_strategy="never"),
+        ["'never'", "first_exhausted"],
+    ),
+    "restart_without_length": (
+        spec_dict(num_examples=None),
+        ["num_examples", "restart"],
+    ),
+    "block_size_zero": (
+        spec_dict(block_size=0),
+        ["block_size = 0"],
+    ),
+    "missing_seed": (
+        spec_dict(seed=None),
+        ["mix.seed"],
+    ),
+    "unknown_mix_key": (
+        {**spec_dict(), "mix": {**spec_dict()["mix"], "sed": 1}},
+        ["'sed'"],
+    ),
+    "unknown_dataset_key": (
+        spec_dict([{**spec_dict()["datasets"][0], "weight": 2}, *spec_dict()["datasets"][1:]]),
+        ["'weight'", "datasets[0]"],
+    ),
+    "all_exhausted_never_ends": (
+        # docs (17 rows) gets about 2 of the first 100 positions, then weight 0 forever.
+        spec_dict(
+            weights=None,
+            weight_schedule=sched((0, {**EQUAL, "docs": 0.05}), (100, {**EQUAL, "docs": 0})),
+            stop_strategy="all_exhausted",
+            num_examples=None,
+        ),
+        ["all_exhausted", "'docs'"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SPECS))
+def test_bad_spec(data: Data, write_spec: SpecWriter, tmp_path: Path, case: str) -> None:
+    spec, mentions = BAD_SPECS[case]
+    out = tmp_path / "mix.mixindex"
+    assert_one_line_error(run("build", write_spec(spec), "-o", out), *mentions)
+    assert not out.exists()
+    assert list(tmp_path.glob(".mix.mixindex*")) == []
+
+
+def test_empty_source(data: Data, write_spec: SpecWriter, tmp_path: Path) -> None:
+    write_parquet(data.root / "empty.parquet", [], CODE_SCHEMA)
+    spec = spec_dict(
+        [*spec_dict()["datasets"], {"name": "empty", "data_files": "data/empty.parquet"}],
+        weights={**TARGET, "empty": 1},
+    )
+    out = tmp_path / "mix.mixindex"
+    assert_one_line_error(run("build", write_spec(spec), "-o", out), "'empty'", "no rows")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "mentions"),
+    [
+        ("mix.toml", "[mix\nseed = 1\n", ["mix.toml", "not valid TOML"]),
+        ("mix.yaml", "mix: [seed: 1\n", ["mix.yaml", "not valid YAML"]),
+        ("mix.json", '{"mix": {"seed": 1,}}', ["mix.json", "not valid JSON"]),
+        ("mix.txt", "[mix]\nseed = 1\n", ["mix.txt", "'.txt'"]),
+        (None, None, ["nope.toml", "does not exist"]),
+    ],
+)
+def test_unreadable_spec(
+    tmp_path: Path, name: str | None, text: str | None, mentions: list[str]
+) -> None:
+    path = tmp_path / (name or "nope.toml")
+    if text is not None:
+        path.write_text(text)
+    out = tmp_path / "mix.mixindex"
+    assert_one_line_error(run("build", path, "-o", out), *mentions)
+    assert not out.exists()
