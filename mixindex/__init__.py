@@ -52,11 +52,11 @@ from mixindex.spec import (
 )
 
 if TYPE_CHECKING:
-    from mixindex.build import build
+    from mixindex.builder import build
     from mixindex.reader import MixedDataset, open
 
 # The reader and the builder load on first use, so that `import mixindex` stays light.
-_LAZY = {"build": "mixindex.build", "open": "mixindex.reader", "MixedDataset": "mixindex.reader"}
+_LAZY = {"build": "mixindex.builder", "open": "mixindex.reader", "MixedDataset": "mixindex.reader"}
 
 
 def __getattr__(name: str) -> Any:

@@ -53,10 +53,10 @@ class Apportioner:
         """
         rows, k = weights.shape
         nblocks = rows - HORIZON
-        out = np.zeros((max(nblocks, 0), k), dtype=np.int64)
+        out = np.zeros((max(nblocks, 0), k), dtype=np.float64)
         if k == 1:
             out[:, 0] = length
-            return out
+            return out.astype(np.int64)
         beta = self.beta
         ids = np.arange(k)
         inc_all = length * weights
@@ -89,9 +89,12 @@ class Apportioner:
                     must[cand] += 1.0
                 elif cand.size > need:
                     xc = x[cand]
-                    slack = must[cand] + beta - xc
-                    due = _deadlines(inc_all[j + 1 : j + 1 + HORIZON, cand], slack)
-                    order = np.lexsort((cand, -xc, due))
+                    due = _deadlines(inc_all, j + 1, cand, must[cand] + beta - xc)
+                    # Earliest deadline, then most owed, then lowest id: two stable sorts
+                    # (cand is ascending, so stability breaks the last ties by id).
+                    order = np.argsort(-xc, kind="stable")
+                    if due.min() != due.max():
+                        order = order[np.argsort(due[order], kind="stable")]
                     must[cand[order[:need]]] += 1.0
                 else:
                     must = _fill(must, x, self.active, need)
@@ -100,22 +103,25 @@ class Apportioner:
             out[j] = must
             owed = x - must
         self.owed = owed
-        return out
+        return out.astype(np.int64)
 
 
-def _deadlines(future: np.ndarray, slack: np.ndarray) -> np.ndarray:
-    """For each column, the first future block (1-based) by whose end the increments summed from
-    the next block exceed ``slack``; ``HORIZON + 1`` when none does within the horizon.
+def _deadlines(inc: np.ndarray, first: int, cand: np.ndarray, slack: np.ndarray) -> np.ndarray:
+    """For each candidate source, the first block from ``first`` on (1-based) by whose end its
+    increments, summed from block ``first``, exceed ``slack``; ``HORIZON + 1`` when none does
+    within the horizon.
 
-    The sums start afresh at the next block, so the result never depends on where a window of
+    The sums start afresh at block ``first``, so the result never depends on where a window of
     blocks began (S6).
     """
-    if (future[0] > slack).all():
-        # The common case when every weight is large against one example per block.
-        return np.ones(slack.size, dtype=np.int64)
-    over = np.cumsum(future, axis=0) > slack[None, :]
-    due = np.argmax(over, axis=0) + 1
-    due[~over.any(axis=0)] = HORIZON + 1
+    due = np.ones(cand.size, dtype=np.int64)
+    later = np.flatnonzero(inc[first, cand] <= slack)
+    if later.size:
+        # Rare with weights that are large against one example per block: sources that will
+        # not fall due in the next block.
+        sums = np.cumsum(inc[first : first + HORIZON, cand[later]], axis=0)
+        over = sums > slack[later][None, :]
+        due[later] = np.where(over.any(axis=0), np.argmax(over, axis=0) + 1, HORIZON + 1)
     return due
 
 

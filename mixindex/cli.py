@@ -55,7 +55,7 @@ def build(
     spec: str, out: str, force: bool, quiet: bool, compress: bool, deep: bool, as_json: bool
 ) -> None:
     """Plan the mix described by SPEC (TOML, YAML or JSON) into the index OUT."""
-    from mixindex.build import build as build_index
+    from mixindex.builder import build as build_index
     from mixindex.store import StoredIndex
     from mixindex.summary import format_summary, summarize
 

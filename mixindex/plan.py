@@ -92,6 +92,17 @@ class Chunk:
         return self.start + len(self.source)
 
 
+@dataclass(frozen=True)
+class ChunkTask:
+    """The sequential half of a chunk: its blocks' counts and where it stops."""
+
+    start: int
+    first_block: int
+    stop: int
+    counts: np.ndarray
+    cursors: np.ndarray
+
+
 class Planner:
     """Plans a mix chunk by chunk; iterate :meth:`chunks`, then read :attr:`num_examples`."""
 
@@ -178,23 +189,30 @@ class Planner:
     # ---- planning --------------------------------------------------------------------------
 
     def chunks(self) -> Iterator[Chunk]:
+        """The plan, chunk by chunk, in order."""
+        for task in self.tasks():
+            yield self.materialize(task)
+
+    def tasks(self) -> Iterator[ChunkTask]:
+        """The sequential part of planning: block counts and where the mix ends.
+
+        Each task is then turned into positions by :meth:`materialize`, independently of the
+        others, so that work can run on another thread or process.
+        """
         inp = self.inputs
         k, b, nb = inp.num_sources, inp.block_size, self.chunk_blocks
         apportioner = Apportioner(k)
         cursor = np.zeros(k, dtype=np.int64)
         exhausted_at = np.full(k, -1, dtype=np.int64)
         cap = inp.num_examples if inp.num_examples is not None else self.length_bound
-        tile = np.tile(np.arange(k, dtype=self.source_dtype), nb)
         block = 0
         while True:
             starts = (block + np.arange(nb + HORIZON, dtype=np.int64)) * b
             counts = apportioner.counts(inp.scheduler.weights_at(starts), b)
-            slots = np.repeat(tile, counts.ravel()).reshape(nb, b)
-            src = shuffle_blocks(inp.seed, block, slots, self.source_bits)
             cum_end = cursor + np.cumsum(counts, axis=0)
             cum_start = cum_end - counts
             start = block * b
-            natural = self._stop_in(src, start, cum_start, cum_end, exhausted_at)
+            natural = self._stop_in(block, counts, cum_start, cum_end, exhausted_at)
             stop = min(start + nb * b, cap, natural)
             if stop < natural and stop == cap and inp.num_examples is None:
                 raise PlanError(
@@ -204,17 +222,24 @@ class Planner:
             if stop <= start:
                 self.num_examples = start
                 return
-            yield self._finish(start, block, src, counts, cum_start, stop)
+            yield ChunkTask(start, block, stop, counts, cum_start)
             if stop < start + nb * b:
                 self.num_examples = stop
                 return
             cursor = cum_end[-1]
             block += nb
 
+    def block_sources(self, first_block: int, counts: np.ndarray) -> np.ndarray:
+        """The source at each slot of whole blocks (blocks x block_size), in position order (S3)."""
+        k = self.inputs.num_sources
+        tile = np.tile(np.arange(k, dtype=self.source_dtype), len(counts))
+        slots = np.repeat(tile, counts.ravel()).reshape(len(counts), self.inputs.block_size)
+        return shuffle_blocks(self.inputs.seed, first_block, slots, self.source_bits)
+
     def _stop_in(
         self,
-        src: np.ndarray,
-        start: int,
+        block: int,
+        counts: np.ndarray,
         cum_start: np.ndarray,
         cum_end: np.ndarray,
         exhausted_at: np.ndarray,
@@ -223,53 +248,51 @@ class Planner:
         stop = self.inputs.stop
         n = self.lengths
         b = self.inputs.block_size
-        never = start + src.size + 1
+        start = block * b
+        never = start + counts.shape[0] * b + 1
         if stop is StopStrategy.RESTART:
             return never
+
+        def nth(j: int, s: int, k: int) -> int:
+            # Position inside block j of the k-th (0-based) slot of source s.
+            row = self.block_sources(block + j, counts[j : j + 1])[0]
+            return int(np.flatnonzero(row == s)[k])
+
         if stop is StopStrategy.FIRST_EXHAUSTED:
             hit = np.argwhere(cum_end > n)
             if hit.size == 0:
                 return never
             j = int(hit[0, 0])
-            firsts = [
-                _nth(src[j], s, int(n[s] - cum_start[j, s])) for s in np.flatnonzero(cum_end[j] > n)
-            ]
-            return start + j * b + min(firsts)
+            over = np.flatnonzero(cum_end[j] > n)
+            return start + j * b + min(nth(j, s, int(n[s] - cum_start[j, s])) for s in over)
         for s in np.flatnonzero(exhausted_at < 0):
             done = np.flatnonzero(cum_end[:, s] >= n[s])
             if done.size:
                 j = int(done[0])
-                exhausted_at[s] = start + j * b + _nth(src[j], s, int(n[s] - cum_start[j, s] - 1))
+                exhausted_at[s] = start + j * b + nth(j, s, int(n[s] - cum_start[j, s] - 1))
         if (exhausted_at < 0).any():
             return never
         return int(exhausted_at.max()) + 1
 
-    def _finish(
-        self,
-        start: int,
-        block: int,
-        src: np.ndarray,
-        counts: np.ndarray,
-        cursors: np.ndarray,
-        stop: int,
-    ) -> Chunk:
+    def materialize(self, task: ChunkTask) -> Chunk:
+        """Positions of one chunk: block order (S3), then rows (S4), cut at the task's stop."""
         b = self.inputs.block_size
-        length = stop - start
-        flat = src.ravel()[:length]
+        length = task.stop - task.start
         used = -(-length // b)
-        counts = counts[:used].copy()
+        counts = task.counts[:used]
+        flat = self.block_sources(task.first_block, counts).ravel()[:length]
         if length % b:
-            tail = flat[(used - 1) * b :]
-            counts[-1] = np.bincount(tail, minlength=counts.shape[1])
-        row, epoch = self._rows(flat, cursors[0])
+            counts = counts.copy()
+            counts[-1] = np.bincount(flat[(used - 1) * b :], minlength=counts.shape[1])
+        row, epoch = self._rows(flat, task.cursors[0])
         return Chunk(
-            start=start,
-            first_block=block,
+            start=task.start,
+            first_block=task.first_block,
             source=flat,
             row=row,
             epoch=epoch,
             counts=counts.astype(self.count_dtype),
-            cursors=cursors[:used].astype(np.uint64),
+            cursors=task.cursors[:used].astype(np.uint64),
         )
 
     def _rows(self, src: np.ndarray, cursor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -285,11 +308,9 @@ class Planner:
         epoch = element // n
         index = element - epoch * n
         if self.inputs.row_order == "shuffled":
-            keys = self.row_keys[src] ^ mix64_array(epoch.astype(np.uint64))
+            # One hash per distinct epoch in the chunk, not one per position.
+            lo = int(epoch.min())
+            epoch_keys = mix64_array(np.arange(lo, int(epoch.max()) + 1, dtype=np.uint64))
+            keys = self.row_keys[src] ^ epoch_keys[epoch - lo]
             index = permute_rows(keys, index, n, self.row_half_bits[src])
         return index.astype(self.row_dtype), epoch.astype(self.epoch_dtype)
-
-
-def _nth(row: np.ndarray, source: int, k: int) -> int:
-    """Position inside a block of the k-th (0-based) slot of ``source``."""
-    return int(np.flatnonzero(row == source)[k])

@@ -80,13 +80,12 @@ def half_bits(n: np.ndarray) -> np.ndarray:
     return ((bits + 1) // 2).astype(np.uint64).reshape(np.shape(n))
 
 
-# Odd multipliers of the Feistel round function, one per round.
-_ROUND_MUL = tuple(mix64(r) | 1 for r in range(1, 9))
+# Round constants of the Feistel network: an odd multiplier and a key tweak per round.
+_ROUND_MUL = tuple(_U(mix64(r) | 1) for r in range(1, 5))
+_ROUND_XOR = tuple(_U(mix64(r + 100)) for r in range(1, 5))
 
 
-def permute_rows(
-    keys: np.ndarray, index: np.ndarray, n: np.ndarray, half: np.ndarray
-) -> np.ndarray:
+def permute_rows(keys: np.ndarray, index: np.ndarray, n: np.ndarray, half: np.ndarray) -> np.ndarray:
     """Stateless permutation of ``[0, n)``: element ``index`` of the permutation keyed by ``keys``.
 
     All arguments are arrays of one length (each element may have its own key and domain);
@@ -96,20 +95,29 @@ def permute_rows(
     the high bits of a 64-bit product, which depend on every bit of the input.
     """
     keys = np.asarray(keys, dtype=np.uint64)
-    x = np.asarray(index, dtype=np.uint64).copy()
     n = np.asarray(n, dtype=np.uint64)
     half = np.asarray(half, dtype=np.uint64)
-    todo = np.arange(x.size)
+    out = _feistel(keys, np.asarray(index, dtype=np.uint64), half)
+    todo = np.flatnonzero(out >= n)
     while todo.size:
-        k, h, v = keys[todo], half[todo], x[todo]
-        hm = (_U(1) << h) - _U(1)
-        down = _U(64) - h
-        left, right = v >> h, v & hm
-        for mul in _ROUND_MUL[:4]:
-            f = ((right ^ k) * _U(mul)) >> down
-            left, right = right, left ^ f
-            k = (k >> _U(7)) | (k << _U(57))
-        v = (left << h) | right
-        x[todo] = v
+        v = _feistel(keys[todo], out[todo], half[todo])
+        out[todo] = v
         todo = todo[v >= n[todo]]
-    return x
+    return out
+
+
+def _feistel(k: np.ndarray, v: np.ndarray, h: np.ndarray) -> np.ndarray:
+    down = _U(64) - h
+    left = v >> h
+    right = v & ((_U(1) << h) - _U(1))
+    f = np.empty_like(v)
+    for mul, tweak in zip(_ROUND_MUL, _ROUND_XOR, strict=True):
+        np.bitwise_xor(k, tweak, out=f)
+        f ^= right
+        f *= mul
+        f >>= down
+        f ^= left
+        left, right, f = right, f, left
+    left <<= h
+    left |= right
+    return left

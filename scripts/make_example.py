@@ -84,8 +84,9 @@ weight_schedule = [ { step = 0, weights = { code = 0.6, docs = 0.1, docstrings =
                     { step = 20000, weights = { code = 0.3, docs = 0.2, docstrings = 0.5 } } ]
 # Between points: "step" keeps the earlier weights, "linear" or "cosine" interpolate.
 weight_schedule_type = "linear"
-# Examples planned together as one block.
-block_size = 1000
+# Positions planned together: each block gets its sources' counts from the weights
+# at its first position, and its slots in a random order of their own.
+block_size = 512
 # When a source runs out: "restart" goes through it again (the mix then ends at
 # num_examples); "first_exhausted" / "all_exhausted" end the mix instead.
 stop_strategy = "restart"

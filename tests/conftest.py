@@ -203,7 +203,7 @@ def write_spec(tmp_path: Path) -> SpecWriter:
 @pytest.fixture
 def built(data: Data, write_spec: SpecWriter, tmp_path: Path) -> Path:
     """The default spec built into ``tmp_path / "mix.mixindex"``."""
-    from mixindex.build import build
+    from mixindex.builder import build
 
     return build(write_spec(), tmp_path / "mix.mixindex")
 
@@ -218,7 +218,7 @@ class Shared:
 @pytest.fixture(scope="session")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Shared:
     """One build of the default spec for the whole session: tests must only read it."""
-    from mixindex.build import build
+    from mixindex.builder import build
 
     root = tmp_path_factory.mktemp("shared")
     data = make_data(root / "data")

@@ -23,7 +23,7 @@ from conftest import (
 )
 
 import mixindex
-from mixindex.build import build
+from mixindex.builder import build
 from mixindex.errors import SourceChangedError
 from mixindex.reader import MixedDataset
 

@@ -54,4 +54,4 @@ def test_block_shuffle_keeps_each_block_a_permutation() -> None:
     assert len({bytes(r) for r in out}) > 40
 
 
-PINNED_PERMUTATION = [9, 1, 6, 5, 7, 3, 4, 2, 0, 8]
+PINNED_PERMUTATION = [5, 9, 1, 7, 6, 3, 4, 0, 8, 2]

@@ -23,7 +23,7 @@ from conftest import (
 )
 
 import mixindex
-from mixindex.build import build
+from mixindex.builder import build
 from mixindex.errors import IndexExistsError, IndexFormatError
 from mixindex.store import FORMAT_VERSION, IndexWriter
 
@@ -246,7 +246,9 @@ def test_failed_build_leaves_nothing(
     calls = fail_after_first_chunk(monkeypatch)
     with pytest.raises(RuntimeError, match="disk on fire"):
         build(write_spec(), out, chunk_blocks=1)
-    assert calls == [0, B], "the first chunk was written before the failure"
+    # Writes run one chunk behind the planning, so a chunk queued before the failure surfaced
+    # may also have been written to the temporary folder.
+    assert calls[:2] == [0, B], "the first chunk was written before the failure"
     assert not out.exists()
     assert siblings(out) == []
 

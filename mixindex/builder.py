@@ -8,10 +8,12 @@ from __future__ import annotations
 import platform
 import sys
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mixindex.plan import PlanInputs, Planner
+from mixindex.plan import ChunkTask, PlanInputs, Planner
 from mixindex.sources import open_source
 from mixindex.spec import PipelineConfig, load_spec
 from mixindex.store import IndexWriter
@@ -73,7 +75,11 @@ def build(
         ) as writer,
         _progress(planner.length_bound, quiet) as bar,
     ):
-        for chunk in planner.chunks():
+        # Counting blocks is sequential; turning counts into positions and writing them is not.
+        # One background thread does the latter (numpy and file writes release the GIL) while
+        # this thread counts the next chunk. Writes stay in order: there is one writer thread.
+        def write(task: ChunkTask) -> int:
+            chunk = planner.materialize(task)
             writer.write_chunk(
                 chunk.start,
                 {
@@ -85,7 +91,21 @@ def build(
                 },
                 chunk.first_block,
             )
-            bar.update(len(chunk.source))
+            return len(chunk.source)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixindex-write") as pool:
+            pending: deque[Future[int]] = deque()
+            try:
+                for task in planner.tasks():
+                    pending.append(pool.submit(write, task))
+                    while len(pending) > 2 or (pending and pending[0].done()):
+                        bar.update(pending.popleft().result())
+                while pending:
+                    bar.update(pending.popleft().result())
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
         from mixindex import __version__
 
         writer.commit(

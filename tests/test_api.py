@@ -1,0 +1,31 @@
+"""The public facade: names, laziness, and no module shadowing a function."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import mixindex
+
+
+def test_public_names_resolve() -> None:
+    for name in mixindex.__all__:
+        assert getattr(mixindex, name) is not None, name
+
+
+def test_importing_submodules_keeps_the_functions() -> None:
+    import mixindex.builder  # noqa: F401
+    import mixindex.reader  # noqa: F401
+
+    assert callable(mixindex.build) and mixindex.build.__module__ == "mixindex.builder"
+    assert callable(mixindex.open) and mixindex.open.__module__ == "mixindex.reader"
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, mixindex; "
+        "print(sorted(m for m in ('datasets', 'duckdb', 'zarr', 'pyarrow', 'torch') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
