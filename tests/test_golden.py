@@ -1,0 +1,71 @@
+"""A committed tiny index: any change to the planner's output or the on-disk format shows here.
+
+If a change is meant to alter the format, bump FORMAT_VERSION and rebuild the golden index with
+``mixindex build tests/golden/spec.toml -o tests/golden/tiny.mixindex --force``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+import mixindex
+from mixindex.builder import build
+from mixindex.store import POSITION_ARRAYS, TABLE_ARRAYS, StoredIndex
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def test_rebuilding_the_golden_spec_gives_the_same_bytes(tmp_path: Path) -> None:
+    fresh = build(GOLDEN / "spec.toml", tmp_path / "tiny.mixindex")
+    old, new = StoredIndex(GOLDEN / "tiny.mixindex"), StoredIndex(fresh)
+    assert new.digest == old.digest
+    for name in (*POSITION_ARRAYS, *TABLE_ARRAYS):
+        for meta in ("zarr.json",):
+            assert (fresh / name / meta).read_bytes() == (
+                GOLDEN / "tiny.mixindex" / name / meta
+            ).read_bytes()
+        chunk = Path("c/0/0") if name in TABLE_ARRAYS else Path("c/0")
+        assert (fresh / name / chunk).read_bytes() == (
+            GOLDEN / "tiny.mixindex" / name / chunk
+        ).read_bytes()
+    for key in (
+        "format_version",
+        "spec",
+        "num_examples",
+        "num_blocks",
+        "block_size",
+        "chunk_digests",
+    ):
+        assert new.meta[key] == old.meta[key], key
+    for a, b in zip(new.sources, old.sources, strict=True):
+        assert {k: a[k] for k in ("name", "type", "num_rows", "fingerprint")} == {
+            k: b[k] for k in ("name", "type", "num_rows", "fingerprint")
+        }
+
+
+def test_the_golden_index_reads_back() -> None:
+    ds = mixindex.open(
+        GOLDEN / "tiny.mixindex",
+        data_files={
+            "letters": [str(GOLDEN / "data" / "letters.parquet")],
+            "numbers": [str(GOLDEN / "data" / "numbers.arrow")],
+        },
+    )
+    source, row, epoch = ds.lookup(np.arange(len(ds)))
+    assert len(ds) == 13
+    assert source.tolist() == GOLDEN_SOURCE
+    assert row.tolist() == GOLDEN_ROW
+    assert epoch.tolist() == GOLDEN_EPOCH
+    letters = pq.read_table(GOLDEN / "data" / "letters.parquet").to_pylist()
+    numbers = [{"text": f"number {i}"} for i in range(5)]
+    for i, ex in enumerate(ds):
+        rows = letters if GOLDEN_SOURCE[i] == 0 else numbers
+        assert ex == {**rows[GOLDEN_ROW[i]], "__source__": ds.names[GOLDEN_SOURCE[i]]}
+
+
+GOLDEN_SOURCE = [1, 0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 1]
+GOLDEN_ROW = [3, 3, 0, 1, 2, 1, 0, 4, 6, 4, 5, 6, 2]
+GOLDEN_EPOCH = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]
