@@ -31,6 +31,8 @@ from mixindex.spec import PipelineConfig, StopStrategy
 # Positions per chunk (rounded to whole blocks): big enough for numpy to be efficient, small
 # enough to keep memory flat.
 CHUNK_POSITIONS = 1 << 20
+# Up to this many sources, rows are computed source by source (see Planner._rows).
+GROUPED_SOURCES = 256
 # A mix longer than this without an explicit num_examples is almost surely a mistake.
 MAX_IMPLICIT_LENGTH = 1 << 40
 
@@ -297,20 +299,48 @@ class Planner:
 
     def _rows(self, src: np.ndarray, cursor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stream element of each position: the k-th slot of a source, in position order, takes
-        element ``cursor + k`` of its stream (S4)."""
+        element ``cursor + k`` of its stream (S4).
+
+        The work is done with positions grouped by source (a stable sort keeps position order
+        inside each group), then scattered back.
+        """
         k = self.inputs.num_sources
         per = np.bincount(src, minlength=k)
         order = np.argsort(src, kind="stable")
-        first = np.cumsum(per) - per
-        element = np.empty(src.size, dtype=np.int64)
-        element[order] = np.arange(src.size, dtype=np.int64) + np.repeat(cursor - first, per)
-        n = self.lengths[src]
-        epoch = element // n
-        index = element - epoch * n
-        if self.inputs.row_order == "shuffled":
-            # One hash per distinct epoch in the chunk, not one per position.
-            lo = int(epoch.min())
-            epoch_keys = mix64_array(np.arange(lo, int(epoch.max()) + 1, dtype=np.uint64))
-            keys = self.row_keys[src] ^ epoch_keys[epoch - lo]
-            index = permute_rows(keys, index, n, self.row_half_bits[src])
-        return index.astype(self.row_dtype), epoch.astype(self.epoch_dtype)
+        ends = np.cumsum(per)
+        row = np.empty(src.size, dtype=np.uint64)
+        epoch = np.empty(src.size, dtype=np.int64)
+        shuffled = self.inputs.row_order == "shuffled"
+        if k <= GROUPED_SOURCES:
+            # Few sources: one pass per source with scalar widths is cheaper than per-position
+            # parameter arrays. Both paths compute the same function.
+            for s in np.flatnonzero(per):
+                lo, hi = int(ends[s] - per[s]), int(ends[s])
+                n = int(self.lengths[s])
+                element = np.arange(int(cursor[s]), int(cursor[s]) + hi - lo, dtype=np.int64)
+                epoch[lo:hi] = element // n
+                index = (element - epoch[lo:hi] * n).astype(np.uint64)
+                if shuffled:
+                    keys = self.row_keys[s] ^ self._epoch_keys(epoch[lo:hi])
+                    index = permute_rows(keys, index, np.uint64(n), self.row_half_bits[s])
+                row[lo:hi] = index
+        else:
+            element = np.arange(src.size, dtype=np.int64) + np.repeat(cursor - (ends - per), per)
+            n = np.repeat(self.lengths, per)
+            epoch[:] = element // n
+            row[:] = element - epoch * n
+            if shuffled:
+                keys = np.repeat(self.row_keys, per) ^ self._epoch_keys(epoch)
+                row[:] = permute_rows(keys, row, n, np.repeat(self.row_half_bits, per))
+        out_row = np.empty(src.size, dtype=self.row_dtype)
+        out_epoch = np.empty(src.size, dtype=self.epoch_dtype)
+        out_row[order] = row
+        out_epoch[order] = epoch
+        return out_row, out_epoch
+
+    @staticmethod
+    def _epoch_keys(epoch: np.ndarray) -> np.ndarray:
+        """The per-epoch key part of each position: one hash per distinct epoch, then gathered."""
+        lo = int(epoch.min())
+        keys = mix64_array(np.arange(lo, int(epoch.max()) + 1, dtype=np.uint64))
+        return keys[epoch - lo]

@@ -85,14 +85,16 @@ _ROUND_MUL = tuple(_U(mix64(r) | 1) for r in range(1, 5))
 _ROUND_XOR = tuple(_U(mix64(r + 100)) for r in range(1, 5))
 
 
-def permute_rows(keys: np.ndarray, index: np.ndarray, n: np.ndarray, half: np.ndarray) -> np.ndarray:
+def permute_rows(
+    keys: np.ndarray, index: np.ndarray, n: np.ndarray, half: np.ndarray
+) -> np.ndarray:
     """Stateless permutation of ``[0, n)``: element ``index`` of the permutation keyed by ``keys``.
 
-    All arguments are arrays of one length (each element may have its own key and domain);
-    ``half`` is :func:`half_bits` of ``n``. A balanced four-round Feistel network on the smallest
-    even-width power of two above ``n``, walked until the value falls inside ``[0, n)`` (cycle
-    walking keeps it a bijection of ``[0, n)``). The round function is a keyed multiply-shift:
-    the high bits of a 64-bit product, which depend on every bit of the input.
+    ``keys`` and ``index`` are arrays of one length; ``n`` and ``half`` (:func:`half_bits` of
+    ``n``) are arrays of that length or single values. A balanced four-round Feistel network on
+    the smallest even-width power of two above ``n``, walked until the value falls inside
+    ``[0, n)`` (cycle walking keeps it a bijection of ``[0, n)``). The round function is a keyed
+    multiply-shift: the high bits of a 64-bit product, which depend on every bit of the input.
     """
     keys = np.asarray(keys, dtype=np.uint64)
     n = np.asarray(n, dtype=np.uint64)
@@ -100,9 +102,11 @@ def permute_rows(keys: np.ndarray, index: np.ndarray, n: np.ndarray, half: np.nd
     out = _feistel(keys, np.asarray(index, dtype=np.uint64), half)
     todo = np.flatnonzero(out >= n)
     while todo.size:
-        v = _feistel(keys[todo], out[todo], half[todo])
+        # n and half are either one value for all (ndim 0) or one per element.
+        n_t = n if n.ndim == 0 else n[todo]
+        v = _feistel(keys[todo], out[todo], half if half.ndim == 0 else half[todo])
         out[todo] = v
-        todo = todo[v >= n[todo]]
+        todo = todo[v >= n_t]
     return out
 
 

@@ -241,3 +241,16 @@ def test_dtypes_follow_the_data() -> None:
     many = plan([5] * 300, [1.0] * 300, block_size=1000, num_examples=1000)
     assert many.source.dtype == np.uint16
     assert many.counts.dtype == np.uint16
+
+
+@pytest.mark.parametrize("row_order", ["sequential", "shuffled"])
+def test_grouped_and_per_position_row_paths_agree(
+    monkeypatch: pytest.MonkeyPatch, row_order: str
+) -> None:
+    import mixindex.plan
+
+    args = {"block_size": 9, "seed": 11, "num_examples": 2000, "row_order": row_order}
+    grouped = plan([5, 17, 300, 2], [0.1, 0.3, 0.5, 0.1], **args)
+    monkeypatch.setattr(mixindex.plan, "GROUPED_SOURCES", 0)
+    flat = plan([5, 17, 300, 2], [0.1, 0.3, 0.5, 0.1], **args)
+    assert (grouped.row == flat.row).all() and (grouped.epoch == flat.epoch).all()
