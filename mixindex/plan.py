@@ -266,12 +266,12 @@ class Planner:
                 return never
             j = int(hit[0, 0])
             over = np.flatnonzero(cum_end[j] > n)
-            return start + j * b + min(nth(j, s, int(n[s] - cum_start[j, s])) for s in over)
+            return start + j * b + min(nth(j, int(s), int(n[s] - cum_start[j, s])) for s in over)
         for s in np.flatnonzero(exhausted_at < 0):
             done = np.flatnonzero(cum_end[:, s] >= n[s])
             if done.size:
                 j = int(done[0])
-                exhausted_at[s] = start + j * b + nth(j, s, int(n[s] - cum_start[j, s] - 1))
+                exhausted_at[s] = start + j * b + nth(j, int(s), int(n[s] - cum_start[j, s] - 1))
         if (exhausted_at < 0).any():
             return never
         return int(exhausted_at.max()) + 1
@@ -316,13 +316,13 @@ class Planner:
             # parameter arrays. Both paths compute the same function.
             for s in np.flatnonzero(per):
                 lo, hi = int(ends[s] - per[s]), int(ends[s])
-                n = int(self.lengths[s])
+                size = int(self.lengths[s])
                 element = np.arange(int(cursor[s]), int(cursor[s]) + hi - lo, dtype=np.int64)
-                epoch[lo:hi] = element // n
-                index = (element - epoch[lo:hi] * n).astype(np.uint64)
+                epoch[lo:hi] = element // size
+                index = (element - epoch[lo:hi] * size).astype(np.uint64)
                 if shuffled:
                     keys = self.row_keys[s] ^ self._epoch_keys(epoch[lo:hi])
-                    index = permute_rows(keys, index, np.uint64(n), self.row_half_bits[s])
+                    index = permute_rows(keys, index, size, self.row_half_bits[s])
                 row[lo:hi] = index
         else:
             element = np.arange(src.size, dtype=np.int64) + np.repeat(cursor - (ends - per), per)

@@ -86,7 +86,7 @@ _ROUND_XOR = tuple(_U(mix64(r + 100)) for r in range(1, 5))
 
 
 def permute_rows(
-    keys: np.ndarray, index: np.ndarray, n: np.ndarray, half: np.ndarray
+    keys: np.ndarray, index: np.ndarray, n: np.ndarray | int, half: np.ndarray | int
 ) -> np.ndarray:
     """Stateless permutation of ``[0, n)``: element ``index`` of the permutation keyed by ``keys``.
 

@@ -71,7 +71,7 @@ def normalise_weights(
             f"{where} has no weight for {', '.join(map(repr, missing))} (datasets: {known}); "
             "give every dataset a weight, 0 to leave one out"
         )
-    values = []
+    values: list[float] = []
     for name in names:
         value = weights[name]
         if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -48,7 +48,7 @@ class StopStrategy(enum.StrEnum):
         if isinstance(value, cls):
             return value
         try:
-            return cls(value)
+            return cls(str(value)) if isinstance(value, str) else cls(value)  # type: ignore[arg-type]
         except ValueError:
             choices = ", ".join(s.value for s in cls)
             raise SpecError(

@@ -110,8 +110,10 @@ class IndexWriter:
         self.hashes = {name: hashlib.sha256() for name in self.digests}
         codec: dict[str, Any] = {"compressors": None}
         if compress:
-            codec = {"compressors": zarr.codecs.ZstdCodec(level=3)}
-        config = {"write_empty_chunks": True}
+            from zarr.codecs import ZstdCodec
+
+            codec = {"compressors": ZstdCodec(level=3)}
+        config: Any = {"write_empty_chunks": True}
         self.arrays = {}
         bound_blocks = -(-length_bound // block_size)
         for name in POSITION_ARRAYS:
