@@ -254,3 +254,22 @@ def test_grouped_and_per_position_row_paths_agree(
     monkeypatch.setattr(mixindex.plan, "GROUPED_SOURCES", 0)
     flat = plan([5, 17, 300, 2], [0.1, 0.3, 0.5, 0.1], **args)
     assert (grouped.row == flat.row).all() and (grouped.epoch == flat.epoch).all()
+
+
+def test_blocks_past_65536_slots_work() -> None:
+    # Levanter packs (source << 16) + slot and so caps blocks below 65,536; we keep typed arrays.
+    p = plan([50_000, 90_000], [0.3, 0.7], block_size=70_000, num_examples=140_000, seed=3)
+    assert p.counts.dtype == np.uint32
+    assert p.counts.tolist() == [[21_000, 49_000], [21_000, 49_000]]
+    assert (p.row[p.source == 0] == np.arange(42_000) % 50_000).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(mix=mixes())
+def test_no_row_past_a_source_end_is_ever_requested(mix: dict) -> None:
+    # Levanter computes the first_exhausted cut on slots while rows in a block are shuffled, so
+    # rows past a source's end can be asked for before the cut.
+    for stop in ("first_exhausted", "all_exhausted"):
+        p = plan(**mix, stop=stop)
+        lengths = np.array(mix["lengths"])
+        assert (p.row < lengths[p.source]).all()
