@@ -134,5 +134,11 @@ def show(index: str, position: int, count: int, as_json: bool, no_verify: bool, 
             click.echo(f"  {key}: {text}")
 
 
+# The audit commands (audit, report, where, plot, verify, diff) live in their own module.
+from mixindex.cli_audit import register  # noqa: E402
+
+register(main)
+
+
 if __name__ == "__main__":
     main()

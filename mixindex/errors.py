@@ -37,3 +37,7 @@ class SourceChangedError(MixIndexError, ValueError):
 
 class StateError(MixIndexError, ValueError):
     """A resume state does not belong to this index or this sharding."""
+
+
+class QueryError(MixIndexError, ValueError):
+    """An audit query failed (DuckDB's message, on one line) or asked for an unusable output."""

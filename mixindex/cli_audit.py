@@ -1,0 +1,219 @@
+"""The audit commands of the ``mixindex`` CLI: audit, report, where, plot, verify, diff.
+
+Thin like the rest of the CLI: parse, call :mod:`mixindex.audit`, :mod:`mixindex.report`,
+:mod:`mixindex.verify` or :mod:`mixindex.plot`, print. Errors a user can cause print one line
+``error: ...`` and exit with status 2 (``friendly``); ``verify`` and ``diff`` exit with 1 when
+the index is damaged or the two indexes differ, like ``cmp``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+__all__ = ["register"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(func: F) -> F:
+    """:func:`mixindex.cli.friendly`, looked up at call time: ``mixindex.cli`` imports this
+    module at its end, so importing it back at import time would be circular."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from mixindex.cli import friendly as one_line_errors
+
+        return one_line_errors(func)(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _atomic_out(path: str) -> Path:
+    """A temporary sibling of ``path``, renamed over it once written: a failed query leaves
+    no half-written file behind."""
+    out = Path(path)
+    if not out.parent.is_dir():
+        from mixindex.errors import QueryError
+
+        raise QueryError(f"the folder of {path!r} does not exist; create it first")
+    return out.with_name(f".{out.name}.tmp-{os.getpid()}")
+
+
+@click.command(short_help="Query INDEX with DuckDB SQL.")
+@click.argument("index", type=click.Path())
+@click.argument("sql")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "parquet"]),
+    default="table",
+    show_default=True,
+    help="table: aligned text; json: one object per line (JSON Lines).",
+)
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Write the result to FILE.")
+@click.option(
+    "--max-rows", default=100, show_default=True, help="Rows a table shows (the rest are counted)."
+)
+@friendly
+def audit(index: str, sql: str, fmt: str, out: str | None, max_rows: int) -> None:
+    """Run the DuckDB query SQL ('-' reads it from stdin) over the views of INDEX.
+
+    \b
+    mix(position, block, source, source_id, row, epoch)   one row per position
+    sources(source_id, name, type, data_files, num_rows, fingerprint)
+    blocks(block, source, count, target_weight)           one row per block and source
+    schedule(step, source, weight)                        the spec's schedule points
+
+    Queries can only read: files, ATTACH, COPY ... TO and extensions are switched off.
+    """
+    from mixindex.audit import connect, format_table, query, write_result
+    from mixindex.errors import QueryError
+
+    if sql == "-":
+        sql = sys.stdin.read()
+    if fmt == "parquet" and out is None:
+        raise QueryError("--format parquet writes a binary file; give it one with -o FILE")
+    reader = query(connect(index), sql)
+    if fmt == "table":
+        text = format_table(reader, max_rows)
+        if out is None:
+            click.echo(text)
+            return
+        tmp = _atomic_out(out)
+        tmp.write_text(text + "\n", encoding="utf-8")
+        os.replace(tmp, out)
+        return
+    if out is None:
+        sys.stdout.flush()
+        write_result(reader, fmt, sys.stdout.buffer)
+        return
+    tmp = _atomic_out(out)
+    try:
+        rows = write_result(reader, fmt, tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    click.echo(f"wrote {rows:,} rows to {out}", err=True)
+
+
+@click.command(short_help="Shares, coverage, repeats and windows of INDEX.")
+@click.argument("index", type=click.Path())
+@click.option(
+    "--window",
+    type=click.IntRange(min=1),
+    help="Positions per window (rounded up to whole blocks; default about a tenth of the mix).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@friendly
+def report(index: str, window: int | None, as_json: bool) -> None:
+    """Per source: target vs. realised share, deviation, epochs, coverage, repeats, first and
+    last position; per window of positions: realised vs. target weights."""
+    from mixindex.report import format_report
+    from mixindex.report import report as make_report
+    from mixindex.store import StoredIndex
+
+    r = make_report(StoredIndex(index), window=window)
+    click.echo(json.dumps(r, indent=2) if as_json else format_report(r))
+
+
+@click.command(short_help="Positions at which one row of a source is served.")
+@click.argument("index", type=click.Path())
+@click.option("--source", required=True, help="The source's name.")
+@click.option("--row", required=True, type=int, help="The row number within the source.")
+@click.option(
+    "--global-batch-size",
+    type=click.IntRange(min=1),
+    help="Also give the global batch (optimizer step) of each position.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+@friendly
+def where(index: str, source: str, row: int, global_batch_size: int | None, as_json: bool) -> None:
+    """List the positions at which ROW of SOURCE is served."""
+    from mixindex.report import format_where
+    from mixindex.report import where as find
+    from mixindex.store import StoredIndex
+
+    w = find(StoredIndex(index), source, row, global_batch_size=global_batch_size)
+    click.echo(json.dumps(w, indent=2) if as_json else format_where(w))
+
+
+@click.command(short_help="Draw target vs. realised weights and epochs.")
+@click.argument("index", type=click.Path())
+@click.option(
+    "-o", "--out", required=True, type=click.Path(dir_okay=False), help="Image file (.png, .svg)."
+)
+@click.option(
+    "--global-batch-size",
+    type=click.IntRange(min=1),
+    help="Add an axis in optimizer steps of this many examples.",
+)
+@click.option(
+    "--windows", default=400, show_default=True, type=click.IntRange(min=1), help="Bars at most."
+)
+@friendly
+def plot(index: str, out: str, global_batch_size: int | None, windows: int) -> None:
+    """Draw target vs. realised weights over positions (stacked) and epochs per source.
+
+    Needs matplotlib: pip install 'mixindex[plot]'.
+    """
+    from mixindex.plot import plot as draw
+    from mixindex.store import StoredIndex
+
+    draw(StoredIndex(index), out, global_batch_size=global_batch_size, windows=windows)
+    click.echo(f"wrote {out}", err=True)
+
+
+@click.command(short_help="Check INDEX against its digests and its sources.")
+@click.argument("index", type=click.Path())
+@click.option("--deep", is_flag=True, help="Also re-hash every byte of every source (slow).")
+@friendly
+def verify(index: str, deep: bool) -> None:
+    """Check INDEX's arrays against their digests and its sources against their fingerprints.
+
+    Exit status 0 when everything holds, 1 with one line per problem otherwise.
+    """
+    from mixindex.verify import verify as check
+
+    result = check(index, deep=deep)
+    for line in result.problems:
+        click.echo(line)
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    if not result.ok:
+        sys.exit(1)
+    click.echo(
+        f"ok: {result.path}: {result.chunks} chunks match their digests, the tables agree with "
+        f"the positions, {result.sources} sources match their fingerprints"
+    )
+
+
+@click.command(short_help="Compare two indexes position by position.")
+@click.argument("a", type=click.Path())
+@click.argument("b", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@friendly
+def diff(a: str, b: str, as_json: bool) -> None:
+    """Compare two indexes: equal or not, the first position where they differ, and per
+    source the change in realised share. Exit status 0 if equal, 1 if not."""
+    from mixindex.report import diff as compare
+    from mixindex.report import format_diff
+    from mixindex.store import StoredIndex
+
+    d = compare(StoredIndex(a), StoredIndex(b))
+    click.echo(json.dumps(d, indent=2) if as_json else format_diff(d))
+    if not d["equal"]:
+        sys.exit(1)
+
+
+def register(group: click.Group) -> None:
+    """Add the audit commands to the ``mixindex`` group."""
+    for command in (audit, report, where, plot, verify, diff):
+        group.add_command(command)

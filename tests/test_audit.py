@@ -1,0 +1,300 @@
+"""SQL over an index (mixindex.audit, ``mixindex audit``): every answer is checked against the
+arrays as zarr reads them, or against the source files read with pyarrow and datasets."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from auditing import assert_ok, assert_one_line_error, read_arrays, run
+from conftest import DEFAULT_MIX, Data, Shared, SpecWriter, spec_dict
+
+from mixindex.audit import connect, format_table, query
+from mixindex.builder import build
+from mixindex.errors import QueryError
+
+N = DEFAULT_MIX["num_examples"]
+B = DEFAULT_MIX["block_size"]
+NAMES = ["code", "notes", "docs"]
+TARGET = {"code": 3 / 6, "notes": 2 / 6, "docs": 1 / 6}
+
+
+@pytest.fixture(scope="module")
+def indexes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The default spec built three ways: one chunk, chunks of 2 blocks, zstd-compressed."""
+    from conftest import make_data, to_toml
+
+    root = tmp_path_factory.mktemp("audit")
+    make_data(root / "data")
+    spec = root / "mix.toml"
+    spec.write_text(to_toml(spec_dict()), encoding="utf-8")
+    return {
+        "one": build(spec, root / "one.mixindex"),
+        "chunked": build(spec, root / "chunked.mixindex", chunk_blocks=2),
+        "compressed": build(spec, root / "zstd.mixindex", chunk_blocks=3, compress=True),
+    }
+
+
+@pytest.mark.parametrize("kind", ["one", "chunked", "compressed"])
+def test_mix_is_the_index(indexes: dict[str, Path], kind: str) -> None:
+    ref = read_arrays(indexes[kind])
+    t = connect(indexes[kind]).sql("SELECT * FROM mix ORDER BY position").to_arrow_table()
+    assert t.column_names == ["position", "block", "source", "source_id", "row", "epoch"]
+    assert t["position"].to_pylist() == list(range(N))
+    assert t["block"].to_pylist() == [p // B for p in range(N)]
+    assert t["source_id"].to_pylist() == ref.source.tolist()
+    assert t["source"].to_pylist() == [NAMES[s] for s in ref.source]
+    assert t["row"].to_pylist() == ref.row.tolist()
+    assert t["epoch"].to_pylist() == ref.epoch.tolist()
+
+
+def test_view_types(shared: Shared) -> None:
+    con = connect(shared.index)
+    types = {
+        view: dict(con.sql(f"SELECT column_name, column_type FROM (DESCRIBE {view})").fetchall())
+        for view in ("mix", "sources", "blocks", "schedule")
+    }
+    assert types["mix"] == {
+        "position": "BIGINT",
+        "block": "BIGINT",
+        "source": "VARCHAR",
+        "source_id": "INTEGER",
+        "row": "BIGINT",
+        "epoch": "INTEGER",
+    }
+    assert list(types["sources"]) == [
+        "source_id",
+        "name",
+        "type",
+        "data_files",
+        "num_rows",
+        "fingerprint",
+    ]
+    assert types["sources"]["data_files"] == "VARCHAR[]"
+    assert types["blocks"] == {
+        "block": "BIGINT",
+        "source": "VARCHAR",
+        "count": "BIGINT",
+        "target_weight": "DOUBLE",
+    }
+    assert types["schedule"] == {"step": "BIGINT", "source": "VARCHAR", "weight": "DOUBLE"}
+
+
+def test_counts_per_source(indexes: dict[str, Path]) -> None:
+    ref = read_arrays(indexes["chunked"])
+    con = connect(indexes["chunked"])
+    sql = "SELECT source, count(*), count(DISTINCT row), max(epoch) FROM mix GROUP BY 1"
+    # The views scan again on every query: the same answer each time.
+    answers = [dict((r[0], r[1:]) for r in con.sql(sql).fetchall()) for _ in range(3)]
+    assert answers[0] == answers[1] == answers[2]
+    for i, name in enumerate(NAMES):
+        mine = ref.source == i
+        assert answers[0][name] == (
+            int(mine.sum()),
+            len(np.unique(ref.row[mine])),
+            int(ref.epoch[mine].max()),
+        )
+
+
+def test_rows_served_per_window(shared: Shared) -> None:
+    ref = read_arrays(shared.index)
+    got = connect(shared.index).sql(
+        "SELECT position // 250 AS w, source_id, count(*) FROM mix GROUP BY ALL ORDER BY ALL"
+    )
+    expected = np.zeros((4, 3), dtype=np.int64)
+    np.add.at(expected, (np.arange(N) // 250, ref.source), 1)
+    assert got.fetchall() == [
+        (w, s, int(expected[w, s])) for w in range(4) for s in range(3) if expected[w, s]
+    ]
+
+
+def test_sources_view(shared: Shared) -> None:
+    rows = connect(shared.index).sql("SELECT * FROM sources ORDER BY source_id").fetchall()
+    reference = shared.reference  # read with pyarrow / datasets, not mixindex
+    data = shared.data
+    files = {
+        "code": [str(f) for f in data.code_files],
+        "notes": [str(data.notes_file)],
+        "docs": [str(p) for p in sorted(data.docs_dir.glob("*.arrow"))],
+    }
+    assert [r[0] for r in rows] == [0, 1, 2]
+    assert [r[1] for r in rows] == NAMES
+    assert [r[2] for r in rows] == ["parquet", "arrow", "arrow"]
+    for r in rows:
+        assert r[3] == files[r[1]]
+        assert r[4] == len(reference[r[1]])
+        assert r[5].startswith("sha256:")
+
+
+def test_blocks_view(shared: Shared) -> None:
+    ref = read_arrays(shared.index)
+    rows = connect(shared.index).sql("SELECT * FROM blocks ORDER BY block, source").fetchall()
+    per_block = np.zeros((10, 3), dtype=np.int64)
+    np.add.at(per_block, (np.arange(N) // B, ref.source), 1)
+    expected = sorted(
+        (b, name, int(per_block[b, i]), TARGET[name])
+        for b in range(10)
+        for i, name in enumerate(NAMES)
+    )
+    assert len(rows) == len(expected)
+    for got, want in zip(rows, expected, strict=True):
+        assert got[:3] == want[:3]
+        assert got[3] == pytest.approx(want[3])
+
+
+def test_schedule_view(data: Data, write_spec: SpecWriter, tmp_path: Path) -> None:
+    schedule = [
+        {"step": 0, "weights": {"code": 2, "notes": 1, "docs": 1}},
+        {"step": 400, "weights": {"code": 0, "notes": 1, "docs": 3}},
+    ]
+    spec = spec_dict(weights=None, weight_schedule=schedule, weight_schedule_type="linear")
+    out = build(write_spec(spec), tmp_path / "s.mixindex")
+    con = connect(out)
+    assert con.sql("SELECT * FROM schedule ORDER BY step, source").fetchall() == [
+        (0, "code", 0.5),
+        (0, "docs", 0.25),
+        (0, "notes", 0.25),
+        (400, "code", 0.0),
+        (400, "docs", 0.75),
+        (400, "notes", 0.25),
+    ]
+    # Block 2 starts at position 200, half-way: code's target weight is (0.5 + 0) / 2.
+    sql = "SELECT target_weight FROM blocks WHERE block = 2 AND source = 'code'"
+    assert con.sql(sql).fetchall()[0][0] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COPY (SELECT * FROM mix) TO '{dir}/out.csv'",
+        "COPY (SELECT 1) TO '{dir}/out.parquet' (FORMAT parquet)",
+        "ATTACH '{dir}/out.db' AS other",
+        "EXPORT DATABASE '{dir}/export'",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "SET enable_external_access = true",
+        "SELECT * FROM read_csv('{dir}/out.csv')",
+    ],
+)
+def test_queries_can_only_read(shared: Shared, tmp_path: Path, sql: str) -> None:
+    con = connect(shared.index)
+    with pytest.raises(QueryError):
+        query(con, sql.format(dir=tmp_path))
+    assert list(tmp_path.iterdir()) == []
+    # The connection still works after a refused statement.
+    assert con.sql("SELECT count(*) FROM mix").fetchall() == [(N,)]
+
+
+def test_tables_in_memory_are_fine(shared: Shared) -> None:
+    con = connect(shared.index)
+    query(con, "CREATE TABLE t AS SELECT source, count(*) AS n FROM mix GROUP BY 1")
+    assert format_table(query(con, "SELECT sum(n) AS total FROM t")).splitlines()[2] == f"{N:>5}"
+
+
+# ---- the command -----------------------------------------------------------------------------
+
+
+def test_cli_table(shared: Shared) -> None:
+    ref = read_arrays(shared.index)
+    result = run(
+        "audit", shared.index, "SELECT source, count(*) AS n FROM mix GROUP BY 1 ORDER BY 1"
+    )
+    assert_ok(result)
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["source", "n"]
+    assert set(lines[1]) <= {"-", " "}
+    got = dict(line.split() for line in lines[2:5])
+    assert got == {name: str(int((ref.source == i).sum())) for i, name in enumerate(NAMES)}
+    assert lines[5] == "(3 rows)"
+
+
+def test_cli_table_is_cut_at_max_rows(shared: Shared) -> None:
+    result = run("audit", shared.index, "SELECT * FROM mix", "--max-rows", 5)
+    assert_ok(result)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 + 5 + 1
+    assert lines[-1].startswith(f"... {N - 5} more rows ({N} in all)")
+
+
+def test_cli_csv(shared: Shared, tmp_path: Path) -> None:
+    ref = read_arrays(shared.index)
+    out = tmp_path / "mix.csv"
+    result = run("audit", shared.index, "SELECT * FROM mix", "--format", "csv", "-o", out)
+    assert_ok(result)
+    assert result.stdout == ""
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == N
+    assert [int(r["row"]) for r in rows] == ref.row.tolist()
+    assert [r["source"] for r in rows] == [NAMES[s] for s in ref.source]
+
+
+def test_cli_csv_and_json_to_stdout(shared: Shared) -> None:
+    ref = read_arrays(shared.index)
+    sql = "SELECT position, source, row FROM mix WHERE position < 4 ORDER BY position"
+    result = run("audit", shared.index, sql, "--format", "csv")
+    assert_ok(result)
+    assert result.stdout.splitlines() == ['"position","source","row"'] + [
+        f'{p},"{NAMES[ref.source[p]]}",{ref.row[p]}' for p in range(4)
+    ]
+    result = run("audit", shared.index, sql, "--format", "json")
+    assert_ok(result)
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {"position": p, "source": NAMES[ref.source[p]], "row": int(ref.row[p])} for p in range(4)
+    ]
+
+
+def test_cli_json_of_big_sums(shared: Shared) -> None:
+    # sum() over BIGINT is HUGEINT, which reaches Arrow as a decimal: still a JSON number.
+    result = run("audit", shared.index, "SELECT sum(count) AS n FROM blocks", "--format", "json")
+    assert_ok(result)
+    assert json.loads(result.stdout) == {"n": N}
+
+
+def test_cli_parquet(shared: Shared, tmp_path: Path) -> None:
+    ref = read_arrays(shared.index)
+    out = tmp_path / "mix.parquet"
+    result = run("audit", shared.index, "SELECT * FROM mix", "--format", "parquet", "-o", out)
+    assert_ok(result)
+    t = pq.read_table(out)
+    assert t.num_rows == N
+    assert t["epoch"].to_pylist() == ref.epoch.tolist()
+    assert_one_line_error(run("audit", shared.index, "SELECT 1", "--format", "parquet"), "-o FILE")
+
+
+def test_cli_sql_from_stdin(shared: Shared) -> None:
+    result = run("audit", shared.index, "-", input="SELECT count(*) AS n FROM mix")
+    assert_ok(result)
+    assert result.stdout.splitlines()[2].strip() == str(N)
+
+
+@pytest.mark.parametrize(
+    ("sql", "mentions"),
+    [
+        ("SELECT * FORM mix", ["Parser Error", "FORM"]),
+        ("SELECT nope FROM mix", ["Binder Error", "nope"]),
+        ("SELECT * FROM nowhere", ["nowhere"]),
+        ("COPY (SELECT 1) TO 'x.csv'", ["Permission Error", "can only read"]),
+    ],
+)
+def test_cli_sql_errors_are_one_line(shared: Shared, sql: str, mentions: list[str]) -> None:
+    assert_one_line_error(run("audit", shared.index, sql), *mentions)
+
+
+def test_cli_missing_or_corrupt_index(shared: Shared, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.mixindex"
+    assert_one_line_error(run("audit", missing, "SELECT 1"), str(missing), "not a mixindex")
+    import shutil
+
+    broken = tmp_path / "broken.mixindex"
+    shutil.copytree(shared.index, broken)
+    (broken / "zarr.json").write_text("{ not json", encoding="utf-8")
+    assert_one_line_error(run("audit", broken, "SELECT 1"), "zarr.json", "cannot be read")
+    truncated = tmp_path / "truncated.mixindex"
+    shutil.copytree(shared.index, truncated)
+    (truncated / "row" / "c" / "0").write_bytes(b"\0" * 10)
+    assert_one_line_error(run("audit", truncated, "SELECT sum(row) FROM mix"), "row/c/0", "damaged")

@@ -1,0 +1,245 @@
+"""``mixindex report``, ``where``, ``diff`` and ``plot``: numbers checked against the arrays as
+zarr reads them, and against the source files' row counts read with pyarrow and datasets."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from auditing import assert_ok, assert_one_line_error, read_arrays, run
+from conftest import DEFAULT_MIX, Data, Shared, SpecWriter, spec_dict
+
+from mixindex.builder import build
+from mixindex.report import diff, report, where
+from mixindex.store import StoredIndex
+
+N = DEFAULT_MIX["num_examples"]
+B = DEFAULT_MIX["block_size"]
+NAMES = ["code", "notes", "docs"]
+TARGET = np.array([3, 2, 1]) / 6
+
+
+def per_block(source: np.ndarray, k: int = 3) -> np.ndarray:
+    counts = np.zeros((-(-len(source) // B), k), dtype=np.int64)
+    np.add.at(counts, (np.arange(len(source)) // B, source), 1)
+    return counts
+
+
+def test_report_per_source(shared: Shared) -> None:
+    ref = read_arrays(shared.index)
+    r = report(StoredIndex(shared.index))
+    rows = {name: len(shared.reference[name]) for name in NAMES}  # read without mixindex
+    counts = per_block(ref.source)
+    whole = N // B
+    deviation = np.abs(
+        np.cumsum(counts[:whole], axis=0) - np.cumsum(np.tile(TARGET * B, (whole, 1)), axis=0)
+    ).max(axis=0)
+    assert [s["name"] for s in r["sources"]] == NAMES
+    for i, s in enumerate(r["sources"]):
+        mine = np.flatnonzero(ref.source == i)
+        served = np.bincount(ref.row[mine], minlength=rows[s["name"]])
+        assert s["num_rows"] == rows[s["name"]]
+        assert s["examples"] == len(mine)
+        assert s["realised_share"] == pytest.approx(len(mine) / N)
+        assert s["target_share"] == pytest.approx(TARGET[i])
+        assert s["epochs"] == pytest.approx(len(mine) / rows[s["name"]])
+        assert s["distinct_rows"] == np.count_nonzero(served)
+        assert s["coverage"] == pytest.approx(np.count_nonzero(served) / rows[s["name"]])
+        assert s["max_repeats"] == served.max()
+        assert s["first_position"] == mine[0]
+        assert s["last_position"] == mine[-1]
+        assert s["max_deviation"] == pytest.approx(deviation[i])
+        assert s["max_deviation"] <= 1.0  # S2
+
+
+def test_report_windows_follow_a_schedule(
+    data: Data, write_spec: SpecWriter, tmp_path: Path
+) -> None:
+    schedule = [
+        {"step": 0, "weights": {"code": 1, "notes": 1, "docs": 0}},
+        {"step": 500, "weights": {"code": 0, "notes": 1, "docs": 3}},
+    ]
+    spec = spec_dict(weights=None, weight_schedule=schedule, weight_schedule_type="linear")
+    out = build(write_spec(spec), tmp_path / "s.mixindex")
+    ref = read_arrays(out)
+    r = report(StoredIndex(out), window=250)  # rounded up to 3 blocks
+    assert r["window"] == 300
+    # The target by hand: linear between the points at each block's first position.
+    start, end = np.array([0.5, 0.5, 0.0]), np.array([0.0, 0.25, 0.75])
+    t = np.clip(np.arange(10) * B / 500, 0, 1)[:, None]
+    weights = start + (end - start) * t
+    lengths = np.minimum(N - np.arange(10) * B, B)
+    counts = per_block(ref.source)
+    bounds = [(0, 3), (3, 6), (6, 9), (9, 10)]
+    assert [(w["start"], w["stop"]) for w in r["windows"]] == [
+        (a * B, min(b * B, N)) for a, b in bounds
+    ]
+    for w, (a, b) in zip(r["windows"], bounds, strict=True):
+        total = lengths[a:b].sum()
+        want_target = (weights[a:b] * lengths[a:b, None]).sum(axis=0) / total
+        want_real = counts[a:b].sum(axis=0) / total
+        for i, name in enumerate(NAMES):
+            assert w["target"][name] == pytest.approx(want_target[i])
+            assert w["realised"][name] == pytest.approx(want_real[i])
+        assert w["max_error"] == pytest.approx(np.abs(want_target - want_real).max())
+
+
+def test_report_cli(shared: Shared) -> None:
+    result = run("report", shared.index, "--json")
+    assert_ok(result)
+    doc = json.loads(result.stdout)
+    assert doc["num_examples"] == N
+    assert len(doc["windows"]) == 10  # default: about a tenth of the mix per window
+    result = run("report", shared.index, "--window", 500)
+    assert_ok(result)
+    text = result.stdout
+    for s in doc["sources"]:
+        line = next(ln for ln in text.splitlines() if ln.split()[:1] == [s["name"]])
+        cells = line.split()
+        assert cells[7] == f"{s['max_repeats']:,}"
+        assert cells[6] == f"{s['coverage']:.4f}"
+    assert "realised / target per window of 500 positions" in text
+    assert "0-499" in text and "500-949" in text
+
+
+def test_report_cli_bad_input(shared: Shared, tmp_path: Path) -> None:
+    assert_one_line_error(run("report", tmp_path / "nope"), "not a mixindex")
+    result = run("report", shared.index, "--window", 0)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+# ---- where -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "row"), [("code", 0), ("notes", 28), ("docs", 5)])
+def test_where(shared: Shared, name: str, row: int) -> None:
+    ref = read_arrays(shared.index)
+    i = NAMES.index(name)
+    expected = np.flatnonzero((ref.source == i) & (ref.row == row))
+    assert len(expected)  # every row is served at least once in this mix
+    w = where(StoredIndex(shared.index), name, row, global_batch_size=64)
+    assert w["count"] == len(expected)
+    assert [h["position"] for h in w["positions"]] == expected.tolist()
+    assert [h["epoch"] for h in w["positions"]] == ref.epoch[expected].tolist()
+    assert [h["batch"] for h in w["positions"]] == (expected // 64).tolist()
+    assert [h["in_batch"] for h in w["positions"]] == (expected % 64).tolist()
+
+
+def test_where_cli(shared: Shared) -> None:
+    ref = read_arrays(shared.index)
+    expected = np.flatnonzero((ref.source == 1) & (ref.row == 3))
+    result = run("where", shared.index, "--source", "notes", "--row", 3)
+    assert_ok(result)
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"notes row 3: served {len(expected)} times"
+    assert lines[1].split() == ["position", "epoch"]
+    assert [int(ln.split()[0]) for ln in lines[2:]] == expected.tolist()
+    result = run("where", shared.index, "--source", "notes", "--row", 3, "--global-batch-size", 100)
+    assert_ok(result)
+    lines = result.stdout.splitlines()
+    assert lines[1].split() == ["position", "epoch", "batch", "in", "batch"]
+    assert [int(ln.split()[2]) for ln in lines[2:]] == (expected // 100).tolist()
+    doc = json.loads(run("where", shared.index, "--source", "notes", "--row", 3, "--json").stdout)
+    assert [h["position"] for h in doc["positions"]] == expected.tolist()
+
+
+def test_where_bad_input(shared: Shared) -> None:
+    assert_one_line_error(
+        run("where", shared.index, "--source", "text", "--row", 0),
+        "'text'",
+        "code, notes, docs",
+    )
+    assert_one_line_error(
+        run("where", shared.index, "--source", "docs", "--row", 17), "row 17", "0 to 16"
+    )
+    assert_one_line_error(
+        run("where", shared.index, "--source", "docs", "--row", -1), "row -1", "0 to 16"
+    )
+
+
+# ---- diff ------------------------------------------------------------------------------------
+
+
+def test_diff_equal(shared: Shared, data: Data, write_spec: SpecWriter, tmp_path: Path) -> None:
+    again = build(write_spec(), tmp_path / "again.mixindex", chunk_blocks=3)
+    d = diff(StoredIndex(shared.index), StoredIndex(again))
+    assert d["equal"] and d["first_difference"] is None and d["differing_positions"] == 0
+    assert all(s["change"] == 0 for s in d["sources"])
+    result = run("diff", shared.index, again)
+    assert_ok(result)
+    assert "equal: every position serves the same source, row and epoch" in result.stdout
+
+
+def test_diff_after_a_spec_change(
+    shared: Shared, data: Data, write_spec: SpecWriter, tmp_path: Path
+) -> None:
+    # Mid-project change: from position 500 on, docs get more weight.
+    schedule = [
+        {"step": 0, "weights": {"code": 3, "notes": 2, "docs": 1}},
+        {"step": 500, "weights": {"code": 1, "notes": 1, "docs": 4}},
+    ]
+    spec = spec_dict(weights=None, weight_schedule=schedule)
+    changed = build(write_spec(spec), tmp_path / "changed.mixindex")
+    a, b = read_arrays(shared.index), read_arrays(changed)
+    bad = (a.source != b.source) | (a.row != b.row) | (a.epoch != b.epoch)
+    first = int(np.argmax(bad))
+    d = diff(StoredIndex(shared.index), StoredIndex(changed))
+    assert not d["equal"]
+    assert d["first_difference"]["position"] == first
+    assert d["first_difference"]["a"] == {
+        "source": NAMES[a.source[first]],
+        "row": int(a.row[first]),
+        "epoch": int(a.epoch[first]),
+    }
+    assert d["differing_positions"] == int(bad.sum())
+    for i, s in enumerate(d["sources"]):
+        assert s["name"] == NAMES[i]
+        assert s["change"] == pytest.approx(
+            (np.count_nonzero(b.source == i) - np.count_nonzero(a.source == i)) / N
+        )
+    result = run("diff", shared.index, changed)
+    assert result.exit_code == 1
+    assert f"different: first at position {first:,}" in result.stdout
+    docs = next(ln for ln in result.stdout.splitlines() if ln.split()[:1] == ["docs"])
+    assert docs.split()[-1] == f"{d['sources'][2]['change']:+.4f}"
+
+
+def test_diff_of_a_longer_mix(
+    shared: Shared, data: Data, write_spec: SpecWriter, tmp_path: Path
+) -> None:
+    # Raising num_examples never changes what came before: the mixes part at the old end.
+    longer = build(write_spec(spec_dict(num_examples=1200)), tmp_path / "longer.mixindex")
+    d = diff(StoredIndex(shared.index), StoredIndex(longer))
+    assert d["first_difference"]["position"] == N
+    assert d["first_difference"]["a"] is None
+    assert d["differing_positions"] == 1200 - N
+
+
+def test_diff_bad_input(shared: Shared, tmp_path: Path) -> None:
+    assert_one_line_error(run("diff", shared.index, tmp_path / "nope"), "nope")
+
+
+# ---- plot ------------------------------------------------------------------------------------
+
+
+def test_plot(shared: Shared, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "mix.png"
+    result = run("plot", shared.index, "-o", out, "--global-batch-size", 64)
+    assert_ok(result)
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert width > 800 and height > 600
+
+
+def test_plot_without_matplotlib(
+    shared: Shared, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    assert_one_line_error(
+        run("plot", shared.index, "-o", tmp_path / "mix.png"), "matplotlib", "mixindex[plot]"
+    )
