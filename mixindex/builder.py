@@ -13,8 +13,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mixindex.plan import ChunkTask, PlanInputs, Planner
 from mixindex.sources import open_source
 from mixindex.spec import PipelineConfig, load_spec
@@ -62,7 +60,7 @@ def build(
         "row": planner.row_dtype,
         "epoch": planner.epoch_dtype,
         "counts": planner.count_dtype,
-        "cursors": np.dtype(np.uint64),
+        "cursors": planner.cursor_dtype,
     }
     with (
         IndexWriter(

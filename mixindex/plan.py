@@ -124,6 +124,8 @@ class Planner:
         self.length_bound = self._length_bound()
         self.epoch_dtype = self._epoch_dtype()
         self.count_dtype = uint_dtype(b)
+        # A cursor never passes the mix's length.
+        self.cursor_dtype = uint_dtype(self.length_bound)
         # No chunk needs to reach past the end of the mix.
         blocks_needed = -(-self.length_bound // b)
         self.chunk_blocks = min(chunk_blocks or max(1, CHUNK_POSITIONS // b), blocks_needed)
@@ -294,7 +296,7 @@ class Planner:
             row=row,
             epoch=epoch,
             counts=counts.astype(self.count_dtype),
-            cursors=task.cursors[:used].astype(np.uint64),
+            cursors=task.cursors[:used].astype(self.cursor_dtype),
         )
 
     def _rows(self, src: np.ndarray, cursor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
