@@ -37,16 +37,25 @@ def build(
     chunk_blocks: int | None = None,
     compress: bool = False,
     deep_fingerprint: bool = False,
+    cache_dir: str | Path | None = None,
 ) -> Path:
     """Plan the mix described by ``spec`` and store it at ``out``; returns the index path.
 
-    Nothing is left at ``out`` (or beside it) if anything fails.
+    Nothing is left at ``out`` (or beside it) if anything fails. ``cache_dir`` converts every
+    Parquet source into an Arrow IPC cache there (fast random rows); a dataset with
+    ``cache = "arrow"`` is converted even without it, into the default cache folder.
     """
     config = spec if isinstance(spec, PipelineConfig) else load_spec(spec)
     out = Path(out)
     started = time.perf_counter()
     sources = [open_source(d, config.base_dir) for d in config.datasets]
-    records = [s.describe() for s in sources]
+    # ---- Parquet -> Arrow IPC cache (mixindex/sources/cache.py) -------------------------------
+    # Where a dataset says cache = "arrow", or cache_dir is given, a Parquet source is replaced by
+    # its Arrow cache: the record points at the cache files and keeps the Parquet fingerprint.
+    from mixindex.sources.cache import cache_sources
+
+    sources, records = cache_sources(config.datasets, sources, cache_dir)
+    # ---- end of the cache step ---------------------------------------------------------------
     if deep_fingerprint:
         for rec, src in zip(records, sources, strict=True):
             rec["content_hash"] = src.fingerprint(deep=True)

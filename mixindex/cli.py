@@ -50,9 +50,23 @@ def main() -> None:
 @click.option("--compress", is_flag=True, help="zstd-compress the arrays (smaller, slower reads).")
 @click.option("--deep", is_flag=True, help="Also hash every byte of every source (slow).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Convert every Parquet source into an Arrow IPC cache here (fast random rows); "
+    'datasets with cache = "arrow" use it too.',
+)
 @friendly
 def build(
-    spec: str, out: str, force: bool, quiet: bool, compress: bool, deep: bool, as_json: bool
+    spec: str,
+    out: str,
+    force: bool,
+    quiet: bool,
+    compress: bool,
+    deep: bool,
+    as_json: bool,
+    cache_dir: str | None,
 ) -> None:
     """Plan the mix described by SPEC (TOML, YAML or JSON) into the index OUT."""
     from mixindex.builder import build as build_index
@@ -60,7 +74,13 @@ def build(
     from mixindex.summary import format_summary, summarize
 
     path = build_index(
-        spec, out, force=force, quiet=quiet, compress=compress, deep_fingerprint=deep
+        spec,
+        out,
+        force=force,
+        quiet=quiet,
+        compress=compress,
+        deep_fingerprint=deep,
+        cache_dir=cache_dir,
     )
     if as_json:
         click.echo(json.dumps(summarize(StoredIndex(path)), indent=2))

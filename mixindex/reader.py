@@ -1,25 +1,44 @@
 """Serving a built index: ``mixindex.open(path)`` -> a dataset of examples by position.
 
 Each example is a new dict: the columns of the source's row plus ``"__source__"``. Lookups are
-O(1) memory-mapped reads; batched reads group positions by source so that each source does one
-grouped take. Opening checks every source against the fingerprint recorded at build time (S7).
+O(1) memory-mapped reads; a batch of positions is grouped by source, and each source groups its
+rows by Arrow record batch or Parquet row group, takes once per group and the rows are put back
+in the requested order. Opening checks every source against the fingerprint recorded at build
+time (S7). The dataset is map-style for PyTorch and a random-access source for Grain; iteration
+resumes in O(1) from :meth:`MixedDataset.state_dict`, and :meth:`MixedDataset.shard` gives each
+data-parallel rank its slice of every global batch (see :mod:`mixindex.resume`).
 
 >>> # ds = mixindex.open("mix.mixindex"); ds[0]["__source__"]
+>>> # rank = ds.shard(rank, world_size, global_batch_size=256)
+>>> # state = rank.state_dict(); ...; rank.load_state_dict(state); next(iter(rank))
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping, Sequence
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 
-from mixindex.errors import SourceChangedError, SourceError
+from mixindex.errors import IndexFormatError, SourceChangedError, SourceError
+from mixindex.examples import SOURCE_FIELD, conform, to_examples, unified_schema
+from mixindex.resume import Sharding, load_state, make_state
 from mixindex.sources import Source, reopen_source
+from mixindex.sources.base import check_columns
 from mixindex.store import StoredIndex
 
-SOURCE_FIELD = "__source__"
+if TYPE_CHECKING:
+    import datasets
+
+__all__ = ["ITER_BATCH", "SOURCE_FIELD", "MixedDataset", "open"]
+
+# Positions read per grouped take while iterating: large enough that the per-batch costs
+# (lookup, grouping, one take per record batch) vanish, small enough to start at once.
+ITER_BATCH = 1024
 
 
 def _describe_change(name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
@@ -37,7 +56,13 @@ def _describe_change(name: str, old: Mapping[str, Any], new: Mapping[str, Any]) 
 
 
 class MixedDataset:
-    """A planned mixture, read by position. Use :func:`open` to get one."""
+    """A planned mixture, read by position. Use :func:`open` to get one.
+
+    ``len``, ``ds[i]``, slices and ``ds.__getitems__(positions)`` read by position;
+    ``ds.read_batch(positions)`` returns a ``pyarrow.Table``; iteration, ``state_dict`` /
+    ``load_state_dict`` and ``iter(start=...)`` resume in O(1); ``shard(...)`` gives one
+    data-parallel rank's view, whose positions are local to the rank.
+    """
 
     def __init__(
         self,
@@ -49,6 +74,8 @@ class MixedDataset:
         verify: bool = True,
     ) -> None:
         self.index = StoredIndex(path)
+        if isinstance(columns, str):
+            columns = [columns]
         self.columns = list(columns) if columns is not None else None
         data_files = dict(data_files or {})
         datasets = dict(datasets or {})
@@ -75,11 +102,23 @@ class MixedDataset:
                 now = src.describe()
                 if now["fingerprint"] != rec["fingerprint"] or now["num_rows"] != rec["num_rows"]:
                     raise SourceChangedError(_describe_change(name, rec, now))
+            # A projection that a source cannot satisfy fails now, not at the first read.
+            check_columns(self.columns, src.schema, name)
             self.sources.append(src)
+        self._sharding: Sharding | None = None
+        self._start = 0  # where iteration starts: 0, or the position of a loaded state
+        self._next = 0  # the next position of the latest iteration: what state_dict() saves
+        self._arrow_schema: pa.Schema | None = None
 
     # ---- facts ---------------------------------------------------------------------------------
 
     def __len__(self) -> int:
+        n = self.index.num_examples
+        return n if self._sharding is None else self._sharding.length(n)
+
+    @property
+    def num_examples(self) -> int:
+        """The length of the whole mix (``len(ds)`` is the length of this rank's shard)."""
         return self.index.num_examples
 
     @property
@@ -87,12 +126,21 @@ class MixedDataset:
         """The index's content digest."""
         return self.index.digest
 
+    @property
+    def sharding(self) -> Sharding | None:
+        """The sharding of this view, or None for the whole mix."""
+        return self._sharding
+
     def __repr__(self) -> str:
+        # Grain checks a checkpoint against repr(data_source): it names the index by its content
+        # digest rather than its path, so that a moved index still resumes.
+        shard = "" if self._sharding is None else f", shard=({self._sharding.describe()})"
         return (
-            f"MixedDataset({str(self.index.path)!r}, {len(self):,} examples, sources={self.names})"
+            f"MixedDataset({len(self):,} examples, sources={self.names}, "
+            f"digest={self.digest[:23]!r}{shard})"
         )
 
-    # ---- reading -------------------------------------------------------------------------------
+    # ---- positions -----------------------------------------------------------------------------
 
     def _positions(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
         pos = np.asarray(positions, dtype=np.int64).reshape(-1)
@@ -107,41 +155,205 @@ class MixedDataset:
                 )
         return pos
 
+    def to_global(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Positions in the whole mix of this view's positions (the same unless sharded)."""
+        pos = self._positions(positions)
+        if self._sharding is None:
+            return pos
+        return self._sharding.to_global(pos, self.index.num_examples)
+
     def lookup(
         self, positions: Sequence[int] | np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(source_id, row, epoch)`` arrays for the given positions."""
-        return self.index.lookup(self._positions(positions))
+        return self.index.lookup(self.to_global(positions))
+
+    def _grouped(
+        self, positions: Sequence[int] | np.ndarray
+    ) -> tuple[np.ndarray, list[tuple[int, np.ndarray, list[pa.RecordBatch]]]]:
+        """``(source ids, [(source id, output indices, parts), ...])``: one grouped take per
+        source, whose parts' rows (end to end) go to the output indices."""
+        pos = self.to_global(positions)
+        arrays = self.index.arrays
+        source = arrays["source"].take(pos)
+        row = arrays["row"].take(pos).astype(np.int64, copy=False)
+        if len(pos) == 0:
+            return source, []
+        order = np.argsort(source, kind="stable")
+        sorted_source = source[order]
+        cuts = np.flatnonzero(sorted_source[1:] != sorted_source[:-1]) + 1
+        groups = []
+        for where in np.split(order, cuts):
+            s = int(source[where[0]])
+            parts, within = self.sources[s].take_parts(row[where], self.columns)
+            groups.append((s, where if within is None else where[within], parts))
+        return source, groups
+
+    # ---- reading -------------------------------------------------------------------------------
 
     def __getitems__(self, positions: Sequence[int] | np.ndarray) -> list[dict[str, Any]]:
         """Examples at many positions, in order; one grouped read per source."""
-        pos = self._positions(positions)
-        source, row, _ = self.index.lookup(pos)
-        out: list[dict[str, Any]] = [{}] * len(pos)
-        for s in np.unique(source):
-            where = np.flatnonzero(source == s)
-            table = self.sources[int(s)].take(row[where].astype(np.int64), self.columns)
-            name = self.names[int(s)]
-            for i, ex in zip(where.tolist(), table.to_pylist(), strict=True):
-                ex[SOURCE_FIELD] = name
-                out[i] = ex
-        return out
+        _, groups = self._grouped(positions)
+        if not groups:
+            return []
+        examples: list[dict[str, Any]] = []
+        for s, _, parts in groups:
+            examples.extend(to_examples(parts, self.names[s]))
+        where = groups[0][1] if len(groups) == 1 else np.concatenate([g[1] for g in groups])
+        if len(where) == 1 or np.all(where[1:] > where[:-1]):
+            return examples
+        # examples[k] belongs at where[k]: gather by the inverse permutation, in C.
+        inverse = np.empty_like(where)
+        inverse[where] = np.arange(len(where), dtype=where.dtype)
+        return list(itemgetter(*inverse.tolist())(examples))
+
+    # Grain reads batches through `_getitems` (SupportsBatchedReadRandomAccessDataSource).
+    _getitems = __getitems__
 
     def __getitem__(self, key: int | slice) -> Any:
         if isinstance(key, slice):
-            return self.__getitems__(np.arange(len(self))[key])
+            r = range(len(self))[key]
+            return self.__getitems__(np.arange(r.start, r.stop, r.step, dtype=np.int64))
         if isinstance(key, (int, np.integer)):
             return self.__getitems__([int(key)])[0]
         raise TypeError(f"index with an int or a slice, not {type(key).__name__}")
 
-    def iter(self, start: int = 0, batch_size: int = 1024) -> Iterator[dict[str, Any]]:
-        """Examples from position ``start`` to the end, read in batches."""
+    def arrow_schema(self) -> pa.Schema:
+        """The schema of :meth:`read_batch`: every source's (projected) columns, then
+        ``__source__``; a column missing from a source is null in its rows."""
+        if self._arrow_schema is None:
+            self._arrow_schema = unified_schema([s.schema for s in self.sources], self.columns)
+        return self._arrow_schema
+
+    def read_batch(self, positions: Sequence[int] | np.ndarray) -> pa.Table:
+        """The examples at ``positions`` as one ``pyarrow.Table`` (schema :meth:`arrow_schema`),
+        in order; ``__source__`` is a dictionary column of source names."""
+        schema = self.arrow_schema()
+        source, groups = self._grouped(positions)
+        data_schema = pa.schema(list(schema)[:-1])
+        parts = [conform(batch, data_schema) for _, _, batches in groups for batch in batches]
+        if not parts:
+            return schema.empty_table()
+        out = parts[0] if len(parts) == 1 else pa.concat_batches(parts)
+        where = np.concatenate([g[1] for g in groups])
+        if not np.all(where[1:] > where[:-1]):
+            # One single-chunk take puts every source's rows back in order (never Table.take
+            # over several chunks: apache/arrow#39565).
+            inverse = np.empty_like(where)
+            inverse[where] = np.arange(len(where), dtype=where.dtype)
+            out = out.take(pa.array(inverse))
+        names = pa.DictionaryArray.from_arrays(
+            pa.array(source.astype(np.int32)), pa.array(self.names, pa.string())
+        )
+        return pa.Table.from_batches(
+            [pa.RecordBatch.from_arrays([*out.columns, names], schema=schema)]
+        )
+
+    # ---- iteration and resume ------------------------------------------------------------------
+
+    def iter(self, start: int = 0, batch_size: int = ITER_BATCH) -> Iterator[dict[str, Any]]:
+        """Examples from position ``start`` to the end, read ``batch_size`` at a time.
+
+        Starting anywhere costs the same: the first example is one grouped read away.
+        :meth:`state_dict` follows the examples this iterator yields.
+        """
         n = len(self)
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)):
+            raise TypeError(f"start must be a position (int), not {type(start).__name__}")
+        start = int(start) + n if start < 0 else int(start)
+        if not 0 <= start <= n:
+            raise IndexError(f"start {start} is out of range for a mix of {n} examples")
+        if batch_size < 1:
+            raise ValueError(f"batch_size = {batch_size} must be >= 1")
+        self._next = start
+        return self._iterate(start, n, int(batch_size))
+
+    def _iterate(self, start: int, n: int, batch_size: int) -> Iterator[dict[str, Any]]:
         for lo in range(start, n, batch_size):
-            yield from self.__getitems__(np.arange(lo, min(lo + batch_size, n)))
+            batch = self.__getitems__(np.arange(lo, min(lo + batch_size, n), dtype=np.int64))
+            for p, ex in enumerate(batch, lo + 1):
+                # Before the yield: once the caller holds the example, the state is past it.
+                self._next = p
+                yield ex
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return self.iter(0)
+        return self.iter(self._start)
+
+    def state_dict(self) -> dict[str, Any]:
+        """A small, versioned state: where iteration goes on (see :mod:`mixindex.resume`).
+
+        >>> # state = ds.state_dict(); json.dumps(state)  # plain JSON
+        """
+        return make_state(self.digest, self._next, self.index.num_examples, self._sharding)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume at a state from :meth:`state_dict`: the next ``iter(ds)`` starts there.
+
+        Raises :class:`~mixindex.errors.StateError` (printing both values) for a state taken
+        from another index or under another world size / global batch size.
+        """
+        self._start = self._next = load_state(
+            state, self.digest, self.index.num_examples, self._sharding
+        )
+
+    # ---- sharding and loaders ------------------------------------------------------------------
+
+    def shard(
+        self, rank: int, world_size: int, *, global_batch_size: int, drop_last: bool = True
+    ) -> MixedDataset:
+        """Rank ``rank``'s view: ``global_batch_size / world_size`` positions of each global
+        batch. A trailing partial global batch is dropped unless ``drop_last=False``, which
+        splits it as evenly as possible (ranks may then differ in length by one).
+
+        >>> # mine = ds.shard(rank=1, world_size=2, global_batch_size=8)  # 4, 5, 6, 7, 12, ...
+        """
+        if self._sharding is not None:
+            raise ValueError(f"this dataset is already a shard ({self._sharding.describe()})")
+        view = copy.copy(self)
+        view._sharding = Sharding(
+            rank=rank, world_size=world_size, global_batch_size=global_batch_size,
+            drop_last=drop_last,
+        )  # fmt: skip
+        n = self.index.num_examples
+        if len(view) == 0:
+            raise ValueError(
+                f"the mix has {n} examples, fewer than one global batch of "
+                f"{global_batch_size}: rank {rank} would read nothing; use a smaller "
+                "global_batch_size or drop_last=False"
+            )
+        view._start = view._next = 0
+        return view
+
+    def to_iterable_dataset(self, num_shards: int = 1) -> datasets.IterableDataset:
+        """A ``datasets.IterableDataset`` over this dataset whose ``state_dict`` resumes in O(1).
+
+        ``num_shards`` contiguous runs of positions let DataLoader workers share the work (each
+        worker reads whole runs, so with workers the order is by run, as for any HF dataset).
+        """
+        from mixindex.loaders import to_iterable_dataset
+
+        return to_iterable_dataset(self, num_shards=num_shards)
+
+    # ---- processes -----------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The index travels as its path: pickling the memory maps would copy the arrays. Sources
+        # pickle without their handles and reopen in the new process (a forked child reopens
+        # them too, by process id).
+        state = self.__dict__.copy()
+        state["index"] = (str(self.index.path), self.digest)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        path, digest = state["index"]
+        index = StoredIndex(path)
+        if index.digest != digest:
+            raise IndexFormatError(
+                f"the index at {path!r} changed since this dataset was sent to another process "
+                f"(digest {digest} -> {index.digest}); open it again"
+            )
+        self.__dict__.update(state)
+        self.index = index
 
     def close(self) -> None:
         for src in self.sources:
@@ -160,7 +372,8 @@ def open(
     """Open a built index for reading.
 
     ``data_files`` / ``datasets`` replace where a source's data lives (for moved files, or for a
-    ``datasets.Dataset`` that was built from memory); ``verify=False`` skips the fingerprint check.
+    ``datasets.Dataset`` that was built from memory); ``columns`` keeps only these columns (every
+    source must have them); ``verify=False`` skips the fingerprint check.
     """
     return MixedDataset(
         path, data_files=data_files, datasets=datasets, columns=columns, verify=verify

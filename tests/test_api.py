@@ -14,8 +14,8 @@ def test_public_names_resolve() -> None:
 
 
 def test_importing_submodules_keeps_the_functions() -> None:
-    import mixindex.builder  # noqa: F401
-    import mixindex.reader  # noqa: F401
+    import mixindex.builder
+    import mixindex.reader
 
     assert callable(mixindex.build) and mixindex.build.__module__ == "mixindex.builder"
     assert callable(mixindex.open) and mixindex.open.__module__ == "mixindex.reader"

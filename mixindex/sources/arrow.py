@@ -28,6 +28,7 @@ from mixindex.sources.base import (
     one_line,
     schema_difference,
     take_grouped,
+    take_grouped_parts,
 )
 
 __all__ = ["ArrowSource", "read_ipc_file"]
@@ -176,6 +177,21 @@ class ArrowSource:
             return batches[i] if cols is None else batches[i].select(cols)
 
         return take_grouped(idx, self._offsets, get_piece, zero_copy=True)
+
+    def take_parts(
+        self, rows: np.ndarray, columns: list[str] | None = None
+    ) -> tuple[list[pa.RecordBatch], np.ndarray | None]:
+        """The rows grouped by record batch, not put back in order: see ``take_grouped_parts``."""
+        cols = check_columns(columns, self._schema, self.name)
+        idx = check_rows(rows, len(self), self.name)
+        if idx.size == 0:
+            return [], None
+        batches = self._open_batches()
+
+        def get_piece(i: int) -> pa.RecordBatch:
+            return batches[i] if cols is None else batches[i].select(cols)
+
+        return take_grouped_parts(idx, self._offsets, get_piece, zero_copy=True)
 
     def close(self) -> None:
         self._batches = []

@@ -28,6 +28,7 @@ __all__ = [
     "one_line",
     "schema_difference",
     "take_grouped",
+    "take_grouped_parts",
 ]
 
 _READ_SIZE = 1 << 20
@@ -61,6 +62,14 @@ class Source(Protocol):
 
     def take(self, rows: np.ndarray, columns: list[str] | None = None) -> pa.Table:
         """These rows (any order, duplicates allowed) in this order; IndexError if out of range."""
+        ...
+
+    def take_parts(
+        self, rows: np.ndarray, columns: list[str] | None = None
+    ) -> tuple[list[pa.RecordBatch], np.ndarray | None]:
+        """The rows grouped by record batch / row group, with the permutation that says where
+        each came from: ``(parts, order)``, parts' rows end to end being ``rows[order]``
+        (``order`` None: ``rows`` as given). The reader's batched path."""
         ...
 
     def close(self) -> None: ...
@@ -156,7 +165,31 @@ def take_grouped(
     *,
     zero_copy: bool,
 ) -> pa.Table:
-    """Read ``rows`` from pieces (record batches, decoded row groups) starting at ``offsets``.
+    """Read ``rows`` from pieces (record batches, decoded row groups) starting at ``offsets``,
+    in the requested order: :func:`take_grouped_parts`, concatenated and put back in order."""
+    parts, order = take_grouped_parts(rows, offsets, get_piece, zero_copy=zero_copy)
+    out = parts[0] if len(parts) == 1 else pa.concat_batches(parts)
+    if order is not None:
+        # Parts hold rows[order]; output row order[i] is part row i.
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order), dtype=order.dtype)
+        out = out.take(pa.array(inverse))
+    return pa.Table.from_batches([out])
+
+
+def take_grouped_parts(
+    rows: np.ndarray,
+    offsets: np.ndarray,
+    get_piece: Callable[[int], pa.RecordBatch],
+    *,
+    zero_copy: bool,
+) -> tuple[list[pa.RecordBatch], np.ndarray | None]:
+    """Read ``rows`` from pieces (record batches, decoded row groups) starting at ``offsets``,
+    grouped by piece: ``(parts, order)``, where the parts' rows, end to end, are
+    ``rows[order]`` (``order`` is None when that is ``rows`` itself).
+
+    A caller that scatters the rows itself (the reader turning them into dicts) skips both the
+    concatenation and the reordering take: each copies every string once more.
 
     ``offsets`` has one entry per piece plus the total. Rows are grouped by piece with numpy, so
     each piece is fetched once; ``zero_copy`` says the pieces are views of memory that outlives
@@ -177,35 +210,44 @@ def take_grouped(
       ``RecordBatch.take`` 0.12-0.5 ms; ``concat_tables`` + ``combine_chunks`` + take, or a take
       on the multi-chunk concatenation, 0.15-1.5 ms; per-column ``concat_arrays`` 0.6-5 ms.
     """
+    n = len(rows)
+    if n == 0:
+        return [], None
     piece = np.searchsorted(offsets, rows, side="right") - 1
     local = rows - offsets[piece]
-    # Stable, so that rows keep their requested order inside each piece.
-    order = np.argsort(piece, kind="stable")
-    sorted_piece, sorted_local = piece[order], local[order]
-    starts = np.flatnonzero(np.diff(sorted_piece, prepend=-1))
-    ends = np.append(starts[1:], len(order))
+    order: np.ndarray | None = None
+    if n > 1 and np.any(piece[1:] < piece[:-1]):
+        # Stable, so that rows keep their requested order inside each piece.
+        order = np.argsort(piece, kind="stable")
+        piece, local = piece[order], local[order]
+    new_piece = piece[1:] != piece[:-1]
+    bounds = np.flatnonzero(new_piece) + 1
+    starts = [0, *bounds.tolist()]
+    ends = [*starts[1:], n]
+    pieces = piece[starts].tolist()
+    parts: list[pa.RecordBatch] = []
+    if not zero_copy:
+        for p, s, e in zip(pieces, starts, ends, strict=True):
+            parts.append(get_piece(p).take(pa.array(local[s:e])))
+        return parts, order
     # A run is a stretch of consecutive rows of one piece, in requested order. Everything per
     # run is computed with numpy first: a Python loop doing numpy work per piece costs ~20 us
     # per piece, as much as the take it is meant to save.
-    n = len(order)
-    run_start = np.ones(n, dtype=bool)
-    run_start[1:] = (np.diff(sorted_piece) != 0) | (np.diff(sorted_local) != 1)
+    run_start = np.empty(n, dtype=bool)
+    run_start[0] = True
+    np.logical_or(new_piece, local[1:] - local[:-1] != 1, out=run_start[1:])
     heads = np.flatnonzero(run_start)
-    run_len = np.diff(np.append(heads, n)).tolist()
-    run_local = sorted_local[heads].tolist()
     first_run = [*np.searchsorted(heads, starts).tolist(), len(heads)]
-    parts: list[pa.RecordBatch] = []
-    for k, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
-        batch = get_piece(int(sorted_piece[s]))
-        a, b = first_run[k], first_run[k + 1]
-        if zero_copy and b - a <= _SLICE_RUNS:
-            parts.extend(batch.slice(run_local[r], run_len[r]) for r in range(a, b))
+    few = [first_run[k + 1] - first_run[k] <= _SLICE_RUNS for k in range(len(starts))]
+    if any(few):
+        run_len = np.diff(np.append(heads, n)).tolist()
+        run_local = local[heads].tolist()
+    for k, (p, s, e) in enumerate(zip(pieces, starts, ends, strict=True)):
+        batch = get_piece(p)
+        if few[k]:
+            parts.extend(
+                batch.slice(run_local[r], run_len[r]) for r in range(first_run[k], first_run[k + 1])
+            )
         else:
-            parts.append(batch.take(pa.array(sorted_local[s:e])))
-    out = parts[0] if len(parts) == 1 else pa.concat_batches(parts)
-    if not np.all(order[1:] > order[:-1]):
-        # Parts hold rows[order]; output row order[i] is part row i.
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(len(order), dtype=order.dtype)
-        out = out.take(pa.array(inverse))
-    return pa.Table.from_batches([out])
+            parts.append(batch.take(pa.array(local[s:e])))
+    return parts, order

@@ -28,6 +28,7 @@ from mixindex.sources.base import (
     check_rows,
     digest,
     take_grouped,
+    take_grouped_parts,
 )
 
 __all__ = ["DatasetSource", "is_hf_dataset", "open_hf_dataset"]
@@ -162,6 +163,23 @@ class DatasetSource:
 
         # The dataset's table lives as long as the dataset (memory or memory map): slices are safe.
         return take_grouped(idx, self._offsets, get_piece, zero_copy=True)
+
+    def take_parts(
+        self, rows: np.ndarray, columns: list[str] | None = None
+    ) -> tuple[list[pa.RecordBatch], np.ndarray | None]:
+        """The rows grouped by record batch, not put back in order: see ``take_grouped_parts``."""
+        cols = check_columns(columns, self._schema, self.name)
+        idx = check_rows(rows, len(self), self.name)
+        if idx.size == 0:
+            return [], None
+        if self._indices is not None:
+            idx = self._indices[idx]
+        batches = self._batches
+
+        def get_piece(i: int) -> pa.RecordBatch:
+            return batches[i] if cols is None else batches[i].select(cols)
+
+        return take_grouped_parts(idx, self._offsets, get_piece, zero_copy=True)
 
     def close(self) -> None:
         # Nothing to drop: the data belongs to the datasets.Dataset, which the caller holds.

@@ -34,6 +34,7 @@ from mixindex.sources.base import (
     one_line,
     schema_difference,
     take_grouped,
+    take_grouped_parts,
 )
 
 __all__ = ["ParquetSource"]
@@ -150,6 +151,22 @@ class ParquetSource:
         # Always taken, never sliced: a slice would keep its whole decoded row group alive, and
         # the take (~14 us) is small next to decoding the group (~1 ms).
         return take_grouped(idx, self._offsets, get_piece, zero_copy=False)
+
+    def take_parts(
+        self, rows: np.ndarray, columns: list[str] | None = None
+    ) -> tuple[list[pa.RecordBatch], np.ndarray | None]:
+        """The rows grouped by row group, not put back in order: see ``take_grouped_parts``."""
+        cols = check_columns(columns, self._schema, self.name)
+        idx = check_rows(rows, len(self), self.name)
+        if idx.size == 0:
+            return [], None
+        if self._pid != os.getpid():
+            self._reset()
+
+        def get_piece(g: int) -> pa.RecordBatch:
+            return self._decoded(g, cols)
+
+        return take_grouped_parts(idx, self._offsets, get_piece, zero_copy=False)
 
     def _decoded(self, g: int, cols: list[str] | None) -> pa.RecordBatch:
         key = (g, None if cols is None else tuple(cols))
