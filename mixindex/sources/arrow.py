@@ -11,24 +11,21 @@ offsets, so a batch of random rows costs one ``RecordBatch.take`` per batch touc
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from mixindex.sources.base import (
+    PieceSource,
     SourceError,
     canonical_schema,
-    check_columns,
-    check_rows,
     digest,
     files_text,
     hash_file,
     one_line,
     schema_difference,
-    take_grouped,
-    take_grouped_parts,
 )
 
 __all__ = ["ArrowSource", "read_ipc_file"]
@@ -62,7 +59,7 @@ def read_ipc_file(name: str, path: str) -> tuple[pa.Schema, list[pa.RecordBatch]
     return schema, batches
 
 
-class ArrowSource:
+class ArrowSource(PieceSource):
     """Random access over Arrow IPC files, in the order given.
 
     The memory maps are reopened lazily after ``close()``, after unpickling and in a child
@@ -155,43 +152,9 @@ class ArrowSource:
         payload = {"format": "arrow", "schema": canonical_schema(self._schema), "files": files}
         return digest(payload)
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "type": self.type,
-            "data_files": list(self.data_files),
-            "num_rows": len(self),
-            "fingerprint": self.fingerprint(),
-        }
-
-    def take(self, rows: np.ndarray, columns: list[str] | None = None) -> pa.Table:
-        """The given rows in the given order, one ``RecordBatch.take`` per batch touched."""
-        cols = check_columns(columns, self._schema, self.name)
-        idx = check_rows(rows, len(self), self.name)
-        if idx.size == 0:
-            empty = self._schema.empty_table()
-            return empty if cols is None else empty.select(cols)
+    def _piece_getter(self, cols: list[str] | None) -> Callable[[int], pa.RecordBatch]:
         batches = self._open_batches()
-
-        def get_piece(i: int) -> pa.RecordBatch:
-            return batches[i] if cols is None else batches[i].select(cols)
-
-        return take_grouped(idx, self._offsets, get_piece, zero_copy=True)
-
-    def take_parts(
-        self, rows: np.ndarray, columns: list[str] | None = None
-    ) -> tuple[list[pa.RecordBatch], np.ndarray | None]:
-        """The rows grouped by record batch, not put back in order: see ``take_grouped_parts``."""
-        cols = check_columns(columns, self._schema, self.name)
-        idx = check_rows(rows, len(self), self.name)
-        if idx.size == 0:
-            return [], None
-        batches = self._open_batches()
-
-        def get_piece(i: int) -> pa.RecordBatch:
-            return batches[i] if cols is None else batches[i].select(cols)
-
-        return take_grouped_parts(idx, self._offsets, get_piece, zero_copy=True)
+        return lambda i: batches[i] if cols is None else batches[i].select(cols)
 
     def close(self) -> None:
         self._batches = []

@@ -251,3 +251,63 @@ def take_grouped_parts(
         else:
             parts.append(batch.take(pa.array(local[s:e])))
     return parts, order
+
+
+class PieceSource:
+    """What every source shares: rows live in consecutive pieces (record batches or row groups)
+    whose first rows are ``_offsets``; a subclass says how to get a piece.
+
+    Subclasses set ``name``, ``type``, ``data_files``, ``_schema`` and ``_offsets`` and define
+    ``__len__``, ``fingerprint`` and ``_piece_getter``.
+    """
+
+    name: str
+    type: str
+    data_files: list[str]
+    _schema: pa.Schema
+    _offsets: np.ndarray
+    # Whether a short run of rows may be returned as a slice of its piece (see take_grouped).
+    zero_copy: bool = True
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def fingerprint(self, deep: bool = False) -> str:
+        raise NotImplementedError
+
+    def _piece_getter(self, cols: list[str] | None) -> Callable[[int], pa.RecordBatch]:
+        raise NotImplementedError
+
+    def _map_rows(self, idx: np.ndarray) -> np.ndarray:
+        """Row numbers as the pieces count them (a dataset's indices mapping goes here)."""
+        return idx
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "data_files": list(self.data_files),
+            "num_rows": len(self),
+            "fingerprint": self.fingerprint(),
+        }
+
+    def take(self, rows: np.ndarray, columns: list[str] | None = None) -> pa.Table:
+        """The given rows in the given order; each piece touched is read once."""
+        cols = check_columns(columns, self._schema, self.name)
+        idx = check_rows(rows, len(self), self.name)
+        if idx.size == 0:
+            empty = self._schema.empty_table()
+            return empty if cols is None else empty.select(cols)
+        get = self._piece_getter(cols)
+        return take_grouped(self._map_rows(idx), self._offsets, get, zero_copy=self.zero_copy)
+
+    def take_parts(
+        self, rows: np.ndarray, columns: list[str] | None = None
+    ) -> tuple[list[pa.RecordBatch], np.ndarray | None]:
+        """The rows grouped by piece, not put back in order: see ``take_grouped_parts``."""
+        cols = check_columns(columns, self._schema, self.name)
+        idx = check_rows(rows, len(self), self.name)
+        if idx.size == 0:
+            return [], None
+        get = self._piece_getter(cols)
+        return take_grouped_parts(self._map_rows(idx), self._offsets, get, zero_copy=self.zero_copy)

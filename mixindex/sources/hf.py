@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,14 +22,11 @@ import pyarrow as pa
 
 from mixindex.sources.arrow import ArrowSource
 from mixindex.sources.base import (
+    PieceSource,
     Source,
     SourceError,
     canonical_schema,
-    check_columns,
-    check_rows,
     digest,
-    take_grouped,
-    take_grouped_parts,
 )
 
 __all__ = ["DatasetSource", "is_hf_dataset", "open_hf_dataset"]
@@ -81,7 +79,7 @@ def _backing_files(ds: Any) -> list[str] | None:
     return files
 
 
-class DatasetSource:
+class DatasetSource(PieceSource):
     """A ``datasets.Dataset`` read through its Arrow table and indices mapping, as it is."""
 
     def __init__(self, name: str, ds: Any) -> None:
@@ -138,48 +136,13 @@ class DatasetSource:
             payload["sha256"] = h.hexdigest()
         return digest(payload)
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "type": self.type,
-            "data_files": [],
-            "num_rows": len(self),
-            "fingerprint": self.fingerprint(),
-        }
+    def _map_rows(self, idx: np.ndarray) -> np.ndarray:
+        return idx if self._indices is None else self._indices[idx]
 
-    def take(self, rows: np.ndarray, columns: list[str] | None = None) -> pa.Table:
-        """The given rows of the dataset (after its indices mapping), in the given order."""
-        cols = check_columns(columns, self._schema, self.name)
-        idx = check_rows(rows, len(self), self.name)
-        if idx.size == 0:
-            empty = self._schema.empty_table()
-            return empty if cols is None else empty.select(cols)
-        if self._indices is not None:
-            idx = self._indices[idx]
-        batches = self._batches
-
-        def get_piece(i: int) -> pa.RecordBatch:
-            return batches[i] if cols is None else batches[i].select(cols)
-
+    def _piece_getter(self, cols: list[str] | None) -> Callable[[int], pa.RecordBatch]:
         # The dataset's table lives as long as the dataset (memory or memory map): slices are safe.
-        return take_grouped(idx, self._offsets, get_piece, zero_copy=True)
-
-    def take_parts(
-        self, rows: np.ndarray, columns: list[str] | None = None
-    ) -> tuple[list[pa.RecordBatch], np.ndarray | None]:
-        """The rows grouped by record batch, not put back in order: see ``take_grouped_parts``."""
-        cols = check_columns(columns, self._schema, self.name)
-        idx = check_rows(rows, len(self), self.name)
-        if idx.size == 0:
-            return [], None
-        if self._indices is not None:
-            idx = self._indices[idx]
         batches = self._batches
-
-        def get_piece(i: int) -> pa.RecordBatch:
-            return batches[i] if cols is None else batches[i].select(cols)
-
-        return take_grouped_parts(idx, self._offsets, get_piece, zero_copy=True)
+        return lambda i: batches[i] if cols is None else batches[i].select(cols)
 
     def close(self) -> None:
         # Nothing to drop: the data belongs to the datasets.Dataset, which the caller holds.

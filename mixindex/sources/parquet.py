@@ -16,7 +16,7 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,17 +24,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixindex.sources.base import (
+    PieceSource,
     SourceError,
     canonical_schema,
-    check_columns,
-    check_rows,
     digest,
     files_text,
     hash_file,
     one_line,
     schema_difference,
-    take_grouped,
-    take_grouped_parts,
 )
 
 __all__ = ["ParquetSource"]
@@ -44,7 +41,7 @@ __all__ = ["ParquetSource"]
 _MAX_OPEN_FILES = 64
 
 
-class ParquetSource:
+class ParquetSource(PieceSource):
     """Random access over Parquet files, in the order given.
 
     ``cache_size`` is the number of decoded row groups kept (per column projection). File
@@ -126,47 +123,14 @@ class ParquetSource:
         payload = {"format": "parquet", "schema": canonical_schema(self._schema), "files": files}
         return digest(payload)
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "type": self.type,
-            "data_files": list(self.data_files),
-            "num_rows": len(self),
-            "fingerprint": self.fingerprint(),
-        }
+    # Always taken, never sliced: a slice would keep its whole decoded row group alive, and the
+    # take (~14 us) is small next to decoding the group (~1 ms).
+    zero_copy = False
 
-    def take(self, rows: np.ndarray, columns: list[str] | None = None) -> pa.Table:
-        """The given rows in the given order; each row group touched is decoded once."""
-        cols = check_columns(columns, self._schema, self.name)
-        idx = check_rows(rows, len(self), self.name)
-        if idx.size == 0:
-            empty = self._schema.empty_table()
-            return empty if cols is None else empty.select(cols)
+    def _piece_getter(self, cols: list[str] | None) -> Callable[[int], pa.RecordBatch]:
         if self._pid != os.getpid():
             self._reset()
-
-        def get_piece(g: int) -> pa.RecordBatch:
-            return self._decoded(g, cols)
-
-        # Always taken, never sliced: a slice would keep its whole decoded row group alive, and
-        # the take (~14 us) is small next to decoding the group (~1 ms).
-        return take_grouped(idx, self._offsets, get_piece, zero_copy=False)
-
-    def take_parts(
-        self, rows: np.ndarray, columns: list[str] | None = None
-    ) -> tuple[list[pa.RecordBatch], np.ndarray | None]:
-        """The rows grouped by row group, not put back in order: see ``take_grouped_parts``."""
-        cols = check_columns(columns, self._schema, self.name)
-        idx = check_rows(rows, len(self), self.name)
-        if idx.size == 0:
-            return [], None
-        if self._pid != os.getpid():
-            self._reset()
-
-        def get_piece(g: int) -> pa.RecordBatch:
-            return self._decoded(g, cols)
-
-        return take_grouped_parts(idx, self._offsets, get_piece, zero_copy=False)
+        return lambda g: self._decoded(g, cols)
 
     def _decoded(self, g: int, cols: list[str] | None) -> pa.RecordBatch:
         key = (g, None if cols is None else tuple(cols))
