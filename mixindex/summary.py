@@ -23,29 +23,51 @@ def scheduler_of(meta: dict[str, Any]) -> WeightScheduler:
 
 def block_targets(index: StoredIndex) -> tuple[np.ndarray, np.ndarray]:
     """``(weights, lengths)``: the target weights of every block and its length."""
+    return _block_targets(index, 0, int(index.meta["num_blocks"]))
+
+
+def _block_targets(index: StoredIndex, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     meta = index.meta
     b = int(meta["block_size"])
-    n = index.num_examples
-    blocks = np.arange(int(meta["num_blocks"]), dtype=np.int64)
-    lengths = np.minimum(n - blocks * b, b)
+    blocks = np.arange(lo, hi, dtype=np.int64)
+    lengths = np.minimum(index.num_examples - blocks * b, b)
     return scheduler_of(meta).weights_at(blocks * b), lengths
+
+
+def share_stats(index: StoredIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per source: examples served, target examples, and the largest ``|cumulative count -
+    cumulative target|`` at a block boundary (S2 in numbers).
+
+    Reads the count table one stored chunk at a time, so memory stays flat for any number of
+    blocks and sources. The end of a partial last block is no boundary: its counts are a prefix
+    of a permuted block.
+    """
+    counts_array = index.arrays["counts"]
+    k = counts_array.shape[1]
+    block_size = int(index.meta["block_size"])
+    realised = np.zeros(k, dtype=np.int64)
+    target = np.zeros(k)
+    worst = np.zeros(k)
+    lo = 0
+    for chunk in counts_array.iter_chunks():
+        counts = np.asarray(chunk, dtype=np.int64)
+        weights, lengths = _block_targets(index, lo, lo + len(counts))
+        wanted = weights * lengths[:, None]
+        cum_count = realised + np.cumsum(counts, axis=0)
+        cum_target = target + np.cumsum(wanted, axis=0)
+        whole = lengths == block_size
+        if whole.any():
+            worst = np.maximum(worst, np.abs(cum_count[whole] - cum_target[whole]).max(axis=0))
+        realised, target = cum_count[-1], cum_target[-1]
+        lo += len(counts)
+    return realised, target, worst
 
 
 def summarize(index: StoredIndex) -> dict[str, Any]:
     """A JSON-ready summary of an index."""
     meta = index.meta
     n = index.num_examples
-    counts = index.table("counts").astype(np.int64)
-    realised = counts.sum(axis=0)
-    weights, lengths = block_targets(index)
-    target = (weights * lengths[:, None]).sum(axis=0)
-    # Largest |cumulative count - cumulative target| at a block boundary (S2 in numbers). The end
-    # of a partial last block is no boundary: its counts are a prefix of a permuted block.
-    whole = int(np.count_nonzero(lengths == int(meta["block_size"])))
-    deviation = np.abs(
-        np.cumsum(counts[:whole], axis=0)
-        - np.cumsum(weights[:whole] * lengths[:whole, None], axis=0)
-    )
+    realised, target, deviation = share_stats(index)
     mix = meta["spec"]["mix"]
     sources = []
     for i, rec in enumerate(meta["sources"]):
@@ -58,7 +80,7 @@ def summarize(index: StoredIndex) -> dict[str, Any]:
                 "realised_share": float(realised[i] / n) if n else 0.0,
                 "examples": int(realised[i]),
                 "epochs": float(realised[i] / rec["num_rows"]),
-                "max_deviation": float(deviation[:, i].max()) if len(deviation) else 0.0,
+                "max_deviation": float(deviation[i]),
             }
         )
     return {

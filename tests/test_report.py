@@ -243,3 +243,26 @@ def test_plot_without_matplotlib(
     assert_one_line_error(
         run("plot", shared.index, "-o", tmp_path / "mix.png"), "matplotlib", "mixindex[plot]"
     )
+
+
+def test_summary_streams_over_count_chunks(
+    data: Data, write_spec: SpecWriter, tmp_path: Path
+) -> None:
+    from mixindex.summary import summarize
+
+    one = summarize(StoredIndex(build(write_spec(), tmp_path / "one.mixindex")))
+    many_path = build(write_spec(), tmp_path / "many.mixindex", chunk_blocks=2)
+    assert StoredIndex(many_path).arrays["counts"].num_chunks > 2
+    many = summarize(StoredIndex(many_path))
+    ref = read_arrays(many_path)
+    counts = per_block(ref.source)
+    whole = N // B
+    deviation = np.abs(
+        np.cumsum(counts[:whole], axis=0) - np.cumsum(np.tile(TARGET * B, (whole, 1)), axis=0)
+    ).max(axis=0)
+    for a, b, dev, got in zip(
+        one["sources"], many["sources"], deviation, counts.sum(0), strict=True
+    ):
+        assert a == pytest.approx(b)  # sums in another order: equal to the last bits
+        assert b["max_deviation"] == pytest.approx(dev)
+        assert b["examples"] == got
