@@ -90,12 +90,7 @@ class Apportioner:
                 elif cand.size > need:
                     xc = x[cand]
                     due = _deadlines(inc_all, j + 1, cand, must[cand] + beta - xc)
-                    # Earliest deadline, then most owed, then lowest id: two stable sorts
-                    # (cand is ascending, so stability breaks the last ties by id).
-                    order = np.argsort(-xc, kind="stable")
-                    if due.min() != due.max():
-                        order = order[np.argsort(due[order], kind="stable")]
-                    must[cand[order[:need]]] += 1.0
+                    must[cand[_earliest(due, -xc, need)]] += 1.0
                 else:
                     must = _fill(must, x, self.active, need)
             elif need < 0:
@@ -123,6 +118,30 @@ def _deadlines(inc: np.ndarray, first: int, cand: np.ndarray, slack: np.ndarray)
         over = sums > slack[later][None, :]
         due[later] = np.where(over.any(axis=0), np.argmax(over, axis=0) + 1, HORIZON + 1)
     return due
+
+
+def _earliest(due: np.ndarray, key: np.ndarray, m: int) -> np.ndarray:
+    """Indices of the first ``m`` items in the order (due, key, index): the earliest deadline,
+    then the source owed most, then the lowest id (candidates are in ascending id order).
+
+    Only the set matters, so partitions (linear time) replace a full sort; ties are settled by
+    index explicitly, so the set is the same whatever algorithm numpy uses.
+    """
+    if due.min() != due.max():
+        d = np.partition(due, m - 1)[m - 1]
+        first = np.flatnonzero(due < d)
+        tied = np.flatnonzero(due == d)
+        return np.concatenate([first, tied[_smallest(key[tied], m - first.size)]])
+    return _smallest(key, m)
+
+
+def _smallest(key: np.ndarray, m: int) -> np.ndarray:
+    """Indices of the ``m`` smallest keys, the lowest indices among equal keys."""
+    if m >= key.size:
+        return np.arange(key.size)
+    v = np.partition(key, m - 1)[m - 1]
+    below = np.flatnonzero(key < v)
+    return np.concatenate([below, np.flatnonzero(key == v)[: m - below.size]])
 
 
 def _fill(c: np.ndarray, x: np.ndarray, active: np.ndarray, need: int) -> np.ndarray:

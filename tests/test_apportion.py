@@ -127,3 +127,24 @@ def test_planner_counts_match_the_positions() -> None:
             np.bincount(p.source[b * 50 : (b + 1) * 50], minlength=3).tolist()
             == p.counts[b].tolist()
         )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(1, 4), st.sampled_from([-1.5, -0.5, 0.0, 0.25, 0.7])),
+        min_size=1,
+        max_size=40,
+    ),
+    data=st.data(),
+)
+def test_earliest_picks_the_lexicographic_first(
+    rows: list[tuple[int, float]], data: st.DataObject
+) -> None:
+    from mixindex.apportion import _earliest
+
+    due = np.array([r[0] for r in rows])
+    key = np.array([r[1] for r in rows])
+    m = data.draw(st.integers(1, len(rows)))
+    expected = set(np.lexsort((np.arange(len(rows)), key, due))[:m].tolist())
+    assert set(_earliest(due, key, m).tolist()) == expected
