@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
+from auditing import assert_one_line_error
 from click.testing import CliRunner, Result
 from conftest import (
     CODE_SCHEMA,
@@ -37,20 +38,6 @@ def assert_ok(result: Result) -> None:
     assert result.exit_code == 0, result.output
     assert result.exception is None
     assert "Traceback" not in result.output
-
-
-def assert_one_line_error(result: Result, *mentions: str) -> str:
-    """Exit status 2, nothing on stdout, one line ``error: ...`` on stderr naming the problem."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    line = lines[0]
-    assert line.startswith("error: ")
-    for m in mentions:
-        assert m in line, f"{m!r} not in {line!r}"
-    return line
 
 
 def shares(path: Path) -> dict[str, float]:
