@@ -76,7 +76,11 @@ def child_build(spec: str, out: str) -> None:
     started = time.perf_counter()
     mixindex.build(spec, out, force=True, quiet=True)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # The build's own peak plus its worker process's (if it used one): an upper bound on both.
+    peak = (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    ) * 1024
     nbytes = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
     print(json.dumps({"seconds": seconds, "peak_rss": peak, "bytes": nbytes}))
 
