@@ -231,3 +231,25 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Shared:
 def spec() -> Callable[..., dict[str, Any]]:
     """``spec(datasets=None, **mix)``: the default spec dict with mix keys replaced."""
     return spec_dict
+
+
+@pytest.fixture
+def other_index(data: Data, write_spec: SpecWriter, tmp_path: Path) -> Path:
+    """The default spec with another seed, built: an index whose states must not load here."""
+    from mixindex.builder import build
+
+    return build(write_spec(spec_dict(seed=99), "other.toml"), tmp_path / "other.mixindex")
+
+
+def not_an_index(tmp_path: Path, kind: str) -> Path:
+    """A path that is not a mixindex index: missing, an empty folder, a file, a plain zarr group."""
+    import zarr
+
+    path = tmp_path / "thing.mixindex"
+    if kind == "empty_dir":
+        path.mkdir()
+    elif kind == "file":
+        path.write_text("hello")
+    elif kind == "plain_zarr":
+        zarr.open_group(str(path), mode="w", zarr_format=3).attrs["other"] = 1
+    return path

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import zarr
 from auditing import assert_one_line_error
 from click.testing import CliRunner, Result
 from conftest import (
@@ -19,6 +18,7 @@ from conftest import (
     Shared,
     SpecWriter,
     code_rows,
+    not_an_index,
     spec_dict,
     write_parquet,
 )
@@ -198,17 +198,6 @@ def test_show_changed_source(data: Data, built: Path) -> None:
     ref = data.reference()
     for doc in docs:
         assert doc["example"] == {**ref[doc["source"]][doc["row"]], "__source__": doc["source"]}
-
-
-def not_an_index(tmp_path: Path, kind: str) -> Path:
-    path = tmp_path / "thing.mixindex"
-    if kind == "empty_dir":
-        path.mkdir()
-    elif kind == "file":
-        path.write_text("hello")
-    elif kind == "plain_zarr":
-        zarr.open_group(str(path), mode="w", zarr_format=3).attrs["other"] = 1
-    return path
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty_dir", "file", "plain_zarr"])

@@ -12,16 +12,14 @@ import os
 import pickle
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import DEFAULT_MIX, Data, Shared, SpecWriter
+from conftest import DEFAULT_MIX, Shared
 
 import mixindex
-from mixindex.builder import build
 from mixindex.errors import StateError
 from mixindex.reader import MixedDataset
 
@@ -31,12 +29,6 @@ pytestmark = [
     # torchdata 0.11's StatefulDataLoader calls torch.set_vital, which torch 2.13 deprecates.
     pytest.mark.filterwarnings("ignore:'set_vital' is deprecated:UserWarning"),
 ]
-
-
-def another_index(
-    write_spec: SpecWriter, spec: Callable[..., dict[str, Any]], tmp_path: Path
-) -> MixedDataset:
-    return mixindex.open(build(write_spec(spec(seed=99), "other.toml"), tmp_path / "o.mixindex"))
 
 
 # ---- process-level facts ---------------------------------------------------------------------
@@ -166,13 +158,7 @@ def test_stateful_dataloader_round_trip(shared: Shared, workers: int) -> None:
     assert list(again) == rest
 
 
-def test_stateful_dataloader_refuses_another_index(
-    shared: Shared,
-    data: Data,
-    write_spec: SpecWriter,
-    spec: Callable[..., dict[str, Any]],
-    tmp_path: Path,
-) -> None:
+def test_stateful_dataloader_refuses_another_index(shared: Shared, other_index: Path) -> None:
     torch_or_skip()
     sdl = pytest.importorskip(
         "torchdata.stateful_dataloader",
@@ -182,9 +168,7 @@ def test_stateful_dataloader_refuses_another_index(
     it = iter(loader)
     next(it)
     state = loader.state_dict()
-    other = sdl.StatefulDataLoader(
-        another_index(write_spec, spec, tmp_path), batch_size=4, collate_fn=list
-    )
+    other = sdl.StatefulDataLoader(mixindex.open(other_index), batch_size=4, collate_fn=list)
     other.load_state_dict(state)
     with pytest.raises(StateError, match="another index"):
         next(iter(other))
@@ -231,13 +215,7 @@ def test_grain_iterator_checkpoint_round_trip(shared: Shared) -> None:
     assert list(again) == rest
 
 
-def test_grain_dataloader_checkpoint(
-    shared: Shared,
-    data: Data,
-    write_spec: SpecWriter,
-    spec: Callable[..., dict[str, Any]],
-    tmp_path: Path,
-) -> None:
+def test_grain_dataloader_checkpoint(shared: Shared, other_index: Path) -> None:
     grain = grain_or_skip()
 
     def loader(ds: MixedDataset) -> Any:
@@ -256,7 +234,7 @@ def test_grain_dataloader_checkpoint(
     again.set_state(state)
     assert list(again) == rest
     # Grain checks repr(data_source), which names the index by digest: another index is refused.
-    other = iter(loader(another_index(write_spec, spec, tmp_path)))
+    other = iter(loader(mixindex.open(other_index)))
     with pytest.raises(ValueError, match="sha256"):
         other.set_state(state)
 
@@ -320,18 +298,12 @@ def test_hf_shards_and_epochs(shared: Shared) -> None:
     assert head + list(fresh) == list(mine)
 
 
-def test_hf_refuses_another_index_or_sharding(
-    shared: Shared,
-    data: Data,
-    write_spec: SpecWriter,
-    spec: Callable[..., dict[str, Any]],
-    tmp_path: Path,
-) -> None:
+def test_hf_refuses_another_index_or_sharding(shared: Shared, other_index: Path) -> None:
     ds = mixindex.open(shared.index)
     hf = ds.to_iterable_dataset()
     next(iter(hf))
     state = hf.state_dict()
-    other = another_index(write_spec, spec, tmp_path).to_iterable_dataset()
+    other = mixindex.open(other_index).to_iterable_dataset()
     other.load_state_dict(state)
     with pytest.raises(StateError) as excinfo:
         next(iter(other))

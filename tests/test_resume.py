@@ -9,10 +9,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import DEFAULT_MIX, Data, Shared, SpecWriter
+from conftest import DEFAULT_MIX, Shared
 
 import mixindex
-from mixindex.builder import build
 from mixindex.errors import StateError
 from mixindex.reader import MixedDataset
 
@@ -123,19 +122,9 @@ def test_iteration_restarts_at_the_loaded_state(shared: Shared) -> None:
     assert list(ds) == everything[900:]
 
 
-def other_index(data: Data, write_spec: SpecWriter, spec: Callable[..., Any], tmp: Path) -> Path:
-    return build(write_spec(spec(seed=8), "other.toml"), tmp / "other.mixindex")
-
-
-def test_state_of_another_index_is_refused(
-    shared: Shared,
-    data: Data,
-    write_spec: SpecWriter,
-    spec: Callable[..., dict[str, Any]],
-    tmp_path: Path,
-) -> None:
+def test_state_of_another_index_is_refused(shared: Shared, other_index: Path) -> None:
     ds = mixindex.open(shared.index)
-    other = mixindex.open(other_index(data, write_spec, spec, tmp_path))
+    other = mixindex.open(other_index)
     assert other.digest != ds.digest
     with pytest.raises(StateError) as excinfo:
         ds.load_state_dict(other.state_dict())

@@ -19,6 +19,7 @@ from conftest import (
     Data,
     Shared,
     SpecWriter,
+    not_an_index,
     spec_dict,
 )
 
@@ -314,12 +315,6 @@ def test_damaged_index_is_refused(shared: Shared, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["missing", "empty_dir", "file", "plain_zarr"])
 def test_not_an_index(tmp_path: Path, kind: str) -> None:
-    path = tmp_path / "thing"
-    if kind == "empty_dir":
-        path.mkdir()
-    elif kind == "file":
-        path.write_text("hello")
-    elif kind == "plain_zarr":
-        zarr.open_group(str(path), mode="w", zarr_format=3).attrs["other"] = 1
+    path = not_an_index(tmp_path, kind)
     with pytest.raises(IndexFormatError, match="not a mixindex index"):
         mixindex.open(path)
