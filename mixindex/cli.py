@@ -13,13 +13,9 @@ from typing import Any, TypeVar
 
 import click
 
-from mixindex.errors import MixIndexError
+from mixindex.errors import MixIndexError, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def friendly(func: F) -> F:
@@ -30,7 +26,7 @@ def friendly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except MixIndexError as exc:
-            click.echo(f"error: {_one_line(exc)}", err=True)
+            click.echo(f"error: {one_line(exc)}", err=True)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]

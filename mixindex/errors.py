@@ -7,6 +7,11 @@ Every class also subclasses the built-in exception a caller would expect, so
 from __future__ import annotations
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message squashed onto one line (pyarrow and parser messages span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 class MixIndexError(Exception):
     """Base class of every error mixindex raises on purpose."""
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from mixindex.errors import SpecError
+from mixindex.errors import SpecError, one_line
 from mixindex.schedule import (
     INTERPOLATIONS,
     WeightSchedulePoint,
@@ -323,8 +323,7 @@ def load_spec(path: str | Path) -> PipelineConfig:
     except SpecError:
         raise
     except Exception as exc:
-        msg = " ".join(str(exc).split())
         raise SpecError(
-            f"spec file {str(path)!r} is not valid {suffix[1:].upper()}: {msg}"
+            f"spec file {str(path)!r} is not valid {suffix[1:].upper()}: {one_line(exc)}"
         ) from None
     return PipelineConfig.from_dict(data, base_dir=path.resolve().parent)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from mixindex.errors import IndexFormatError, SourceError
+from mixindex.errors import IndexFormatError, SourceError, one_line
 from mixindex.store import (
     POSITION_ARRAYS,
     TABLE_ARRAYS,
@@ -94,7 +94,7 @@ def _check_arrays(index: StoredIndex, result: VerifyResult) -> bool:
                 got = array_digest(data)
                 h.update(np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<")).data)
             except (IndexFormatError, ValueError, OSError) as exc:
-                result.problems.append(f"{key}: chunk cannot be read ({_squash(exc)})")
+                result.problems.append(f"{key}: chunk cannot be read ({one_line(exc)})")
                 continue
             if i < len(expected) and got != expected[i]:
                 result.problems.append(
@@ -192,7 +192,7 @@ def _check_source(rec: dict[str, Any], deep: bool, result: VerifyResult) -> None
     try:
         src = reopen_source(rec)
     except SourceError as exc:
-        result.problems.append(f"source {name!r}: {_squash(exc)}")
+        result.problems.append(f"source {name!r}: {one_line(exc)}")
         return
     try:
         now = src.describe()
@@ -222,10 +222,6 @@ def _check_source(rec: dict[str, Any], deep: bool, result: VerifyResult) -> None
                     "restore the data"
                 )
     except (SourceError, OSError) as exc:
-        result.problems.append(f"source {name!r}: {_squash(exc)}")
+        result.problems.append(f"source {name!r}: {one_line(exc)}")
     finally:
         src.close()
-
-
-def _squash(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

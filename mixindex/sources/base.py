@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pyarrow as pa
 
-from mixindex.errors import SourceError
+from mixindex.errors import SourceError, one_line
 
 __all__ = [
     "Source",
@@ -79,11 +79,6 @@ def files_text(files: Sequence[str], limit: int = 3) -> str:
     """Up to ``limit`` paths for a message, then how many more (messages stay one short line)."""
     shown = ", ".join(files[:limit])
     return shown if len(files) <= limit else f"{shown} and {len(files) - limit} more"
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message squashed onto one line (pyarrow messages span several)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def canonical_schema(schema: pa.Schema) -> list[str]:
