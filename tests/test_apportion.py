@@ -148,3 +148,16 @@ def test_earliest_picks_the_lexicographic_first(
     m = data.draw(st.integers(1, len(rows)))
     expected = set(np.lexsort((np.arange(len(rows)), key, due))[:m].tolist())
     assert set(_earliest(due, key, m).tolist()) == expected
+
+
+def test_repair_keeps_counts_valid_when_the_owed_slots_do_not_fit() -> None:
+    from mixindex.apportion import _fill
+
+    x = np.array([2.6, 0.0, 1.4, 0.9])
+    active = np.array([True, False, True, True])
+    # Two slots short: the most owed active sources get them, never the inactive one.
+    more = _fill(np.array([1.0, 0.0, 1.0, 0.0]), x, active, 2)
+    assert more.tolist() == [2.0, 0.0, 1.0, 1.0]
+    # Two slots too many: taken from the least owed, never below zero.
+    less = _fill(np.array([3.0, 0.0, 2.0, 0.0]), x, active, -2)
+    assert less.tolist() == [2.0, 0.0, 1.0, 0.0]
