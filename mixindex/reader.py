@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from mixindex.errors import IndexFormatError, SourceChangedError, SourceError
+from mixindex.errors import IndexReplacedError, SourceChangedError, SourceError
 from mixindex.examples import SOURCE_FIELD, conform, to_examples, unified_schema
 from mixindex.positions import check_position, check_positions, is_position
 from mixindex.resume import Sharding, load_state, make_state
@@ -167,6 +167,7 @@ class MixedDataset:
         pos = self.to_global(positions)
         arrays = self.index.arrays
         source = arrays["source"].take(pos)
+        self.index.check_source_ids(source, pos)
         row = arrays["row"].take(pos).astype(np.int64, copy=False)
         if len(pos) == 0:
             return source, []
@@ -339,7 +340,7 @@ class MixedDataset:
         path, digest = state["index"]
         index = StoredIndex(path)
         if index.digest != digest:
-            raise IndexFormatError(
+            raise IndexReplacedError(
                 f"the index at {path!r} changed since this dataset was sent to another process "
                 f"(digest {digest} -> {index.digest}); open it again"
             )
