@@ -14,6 +14,7 @@ __all__ = [
     "DatasetConfig",
     "IndexExistsError",
     "IndexFormatError",
+    "IndexReplacedError",
     "MixIndexError",
     "MixStageConfig",
     "MixedDataset",
@@ -35,6 +36,7 @@ __all__ = [
 from mixindex.errors import (
     IndexExistsError,
     IndexFormatError,
+    IndexReplacedError,
     MixIndexError,
     PlanError,
     SourceChangedError,

@@ -35,7 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from mixindex.errors import IndexFormatError, QueryError
+from mixindex.errors import QueryError
 from mixindex.store import POSITION_ARRAYS, StoredIndex
 from mixindex.summary import scheduler_of
 
@@ -91,10 +91,14 @@ def _mix_stream(index: StoredIndex) -> _Rescannable:
 
     def batches() -> Iterator[pa.RecordBatch]:
         for c in range(arrays[0].num_chunks):
-            source, row, epoch = (pa.array(a.load(c)) for a in arrays)
+            ids = arrays[0].load(c)
             start = c * size
-            position = pa.array(np.arange(start, start + len(source), dtype=np.int64))
-            # safe=True bounds-checks the ids: a damaged byte must not send DuckDB out of range.
+            positions = np.arange(start, start + len(ids), dtype=np.int64)
+            # A damaged byte must not send DuckDB out of range: name its position and file.
+            index.check_source_ids(ids, positions)
+            source = pa.array(ids)
+            row, epoch = (pa.array(a.load(c)) for a in arrays[1:])
+            position = pa.array(positions)
             label = pa.DictionaryArray.from_arrays(source, names, safe=True)
             yield pa.record_batch([position, label, source, row, epoch], schema=schema)
 
@@ -170,19 +174,12 @@ def _schedule_table(index: StoredIndex) -> pa.Table:
 
 
 def _check_chunk_files(index: StoredIndex) -> None:
-    """A truncated chunk file would fail a query half-way with a long message; it is cheaper
-    and clearer to refuse the index up front (one stat per chunk)."""
-    for name, arr in index.arrays.items():
-        if not arr.raw:
-            continue
-        need = int(np.prod(arr.chunks)) * arr.dtype.itemsize
+    """A missing, short or over-long chunk file would fail a query half-way with a long message
+    (or, missing and compressed, read as zeros): it is cheaper and clearer to refuse the index
+    up front (one stat per chunk)."""
+    for arr in index.arrays.values():
         for i in range(arr.num_chunks):
-            path = arr.folder / arr.chunk_key(i)
-            if path.exists() and path.stat().st_size < need:
-                raise IndexFormatError(
-                    f"{str(path)!r} is damaged: {path.stat().st_size} bytes, expected {need} "
-                    f"(chunk {i} of {name!r}); check it with 'mixindex verify', rebuild the index"
-                )
+            arr.check_file(i)
 
 
 def connect(index: str | Path | StoredIndex) -> duckdb.DuckDBPyConnection:

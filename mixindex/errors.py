@@ -32,6 +32,10 @@ class IndexFormatError(MixIndexError, ValueError):
     """A path is not a mixindex index, or the index is damaged or of another format version."""
 
 
+class IndexReplacedError(IndexFormatError):
+    """The index a reader opened was replaced or removed at its path while it was open."""
+
+
 class IndexExistsError(MixIndexError, FileExistsError):
     """The output path exists and overwriting was not asked for."""
 

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from mixindex.errors import IndexFormatError, SourceChangedError, SourceError
+from mixindex.errors import IndexReplacedError, SourceChangedError, SourceError
 from mixindex.examples import SOURCE_FIELD, conform, to_examples, unified_schema
+from mixindex.positions import check_position, check_positions, is_position
 from mixindex.resume import Sharding, load_state, make_state
 from mixindex.sources import Source, reopen_source
 from mixindex.sources.base import check_columns
@@ -143,17 +144,7 @@ class MixedDataset:
     # ---- positions -----------------------------------------------------------------------------
 
     def _positions(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
-        pos = np.asarray(positions, dtype=np.int64).reshape(-1)
-        n = len(self)
-        if pos.size:
-            pos = np.where(pos < 0, pos + n, pos)
-            bad = (pos < 0) | (pos >= n)
-            if bad.any():
-                raise IndexError(
-                    f"position {np.asarray(positions).reshape(-1)[np.argmax(bad)]} is out of "
-                    f"range for a mix of {n} examples"
-                )
-        return pos
+        return check_positions(positions, len(self))
 
     def to_global(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
         """Positions in the whole mix of this view's positions (the same unless sharded)."""
@@ -176,6 +167,7 @@ class MixedDataset:
         pos = self.to_global(positions)
         arrays = self.index.arrays
         source = arrays["source"].take(pos)
+        self.index.check_source_ids(source, pos)
         row = arrays["row"].take(pos).astype(np.int64, copy=False)
         if len(pos) == 0:
             return source, []
@@ -214,9 +206,9 @@ class MixedDataset:
         if isinstance(key, slice):
             r = range(len(self))[key]
             return self.__getitems__(np.arange(r.start, r.stop, r.step, dtype=np.int64))
-        if isinstance(key, (int, np.integer)):
-            return self.__getitems__([int(key)])[0]
-        raise TypeError(f"index with an int or a slice, not {type(key).__name__}")
+        if is_position(key):
+            return self.__getitems__([check_position(key, len(self))])[0]
+        raise TypeError(f"index with an int or a slice, not {type(key).__name__} ({key!r:.40})")
 
     def arrow_schema(self) -> pa.Schema:
         """The schema of :meth:`read_batch`: every source's (projected) columns, then
@@ -258,7 +250,7 @@ class MixedDataset:
         :meth:`state_dict` follows the examples this iterator yields.
         """
         n = len(self)
-        if isinstance(start, bool) or not isinstance(start, (int, np.integer)):
+        if not is_position(start):
             raise TypeError(f"start must be a position (int), not {type(start).__name__}")
         start = int(start) + n if start < 0 else int(start)
         if not 0 <= start <= n:
@@ -348,7 +340,7 @@ class MixedDataset:
         path, digest = state["index"]
         index = StoredIndex(path)
         if index.digest != digest:
-            raise IndexFormatError(
+            raise IndexReplacedError(
                 f"the index at {path!r} changed since this dataset was sent to another process "
                 f"(digest {digest} -> {index.digest}); open it again"
             )

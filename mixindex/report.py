@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mixindex.errors import SourceError
+from mixindex.errors import IndexFormatError, SourceError
 from mixindex.store import ChunkedArray, StoredIndex
 from mixindex.summary import block_targets, summarize
 
@@ -86,9 +86,16 @@ def report(index: StoredIndex, *, window: int | None = None) -> dict[str, Any]:
     from mixindex.audit import connect
 
     out = summarize(index)
+    import duckdb
+
+    from mixindex.audit import _one_line
+
     con = connect(index)
     try:
         rows = con.sql(_PER_SOURCE_SQL).fetchall()
+    except duckdb.Error as exc:
+        # The query is ours: what fails is reading the index (a damaged chunk), said in one line.
+        raise IndexFormatError(_one_line(exc)) from None
     finally:
         con.close()
     seen = {int(r[0]): r[1:] for r in rows}
@@ -258,6 +265,12 @@ def _span(arr: ChunkedArray, lo: int, hi: int) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+def _source_ids(index: StoredIndex, lo: int, hi: int) -> np.ndarray:
+    ids = _span(index.arrays["source"], lo, hi)
+    index.check_source_ids(ids, np.arange(lo, hi, dtype=np.int64))
+    return ids
+
+
 def _segments(n: int, step: int) -> Iterator[tuple[int, int]]:
     for lo in range(0, n, step):
         yield lo, min(lo + step, n)
@@ -277,8 +290,8 @@ def diff(a: StoredIndex, b: StoredIndex) -> dict[str, Any]:
     differing = abs(a.num_examples - b.num_examples)
     step = a.arrays["source"].chunks[0]
     for lo, hi in _segments(n, step):
-        src_a = lut_a[_span(a.arrays["source"], lo, hi)]
-        src_b = lut_b[_span(b.arrays["source"], lo, hi)]
+        src_a = lut_a[_source_ids(a, lo, hi)]
+        src_b = lut_b[_source_ids(b, lo, hi)]
         bad = src_a != src_b
         bad |= _span(a.arrays["row"], lo, hi) != _span(b.arrays["row"], lo, hi)
         bad |= _span(a.arrays["epoch"], lo, hi) != _span(b.arrays["epoch"], lo, hi)

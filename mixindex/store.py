@@ -3,35 +3,55 @@
 Layout (the contract of DESIGN.md)::
 
     NAME.mixindex/
-      zarr.json          group; attributes["mixindex"]: format version, spec, sources, build, digest
+      zarr.json          group; attributes["mixindex"]: format version, spec, sources, build,
+                         array digests, content digest (see mixindex.meta)
       source/ row/ epoch/    1-D, length N, chunked by whole blocks, uncompressed
       counts/            (blocks, sources): slots of each source in each block
       cursors/           (blocks, sources): each source's stream cursor at the block's start
+      chunk_digests/     (chunks, 5, 32) uint8: each chunk's sha256, arrays in ARRAYS order
 
 Writing goes through zarr into a temporary sibling that is renamed into place at the end, so a
 half-written index never opens. Reading parses the JSON metadata itself and memory-maps the raw
 chunk files (uncompressed, little-endian), so the reader does not import zarr at all; an index
-written with compression is read through zarr instead.
+written with compression has its chunks decompressed with numcodecs. Every file is opened
+relative to the index folder opened once (:mod:`mixindex.folder`), and every chunk file must
+be there at its full size: zarr writes whole chunks, even the last one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mixindex.chunks import ChunkedArray
 from mixindex.errors import IndexExistsError, IndexFormatError
+from mixindex.folder import IndexFolder, not_an_index
+from mixindex.meta import ARRAYS, check_meta, content_digest
 
-FORMAT_VERSION = 1
+__all__ = [
+    "ARRAYS",
+    "FORMAT_VERSION",
+    "POSITION_ARRAYS",
+    "TABLE_ARRAYS",
+    "ChunkedArray",
+    "IndexWriter",
+    "StoredIndex",
+    "array_digest",
+]
+
+FORMAT_VERSION = 2
 POSITION_ARRAYS = ("source", "row", "epoch")
 TABLE_ARRAYS = ("counts", "cursors")
+CHUNK_DIGESTS = "chunk_digests"
 ATTR_KEY = "mixindex"
+# Rows of chunk_digests per stored chunk (each row is 160 bytes).
+_DIGEST_ROWS = 4096
 
 
 def array_digest(data: np.ndarray) -> str:
@@ -41,29 +61,6 @@ def array_digest(data: np.ndarray) -> str:
 
 def _le_bytes(data: np.ndarray) -> memoryview:
     return np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<")).data
-
-
-def combine_digests(array_digests: Mapping[str, str], shape_facts: Mapping[str, Any]) -> str:
-    """The index's content digest: one sha256 over each whole array's sha256 and the shapes.
-
-    Each array is hashed as one stream of bytes, so the digest does not depend on how the
-    positions were cut into chunks (``chunk_blocks``): the same mix gives the same digest.
-    """
-    doc = json.dumps({"arrays": array_digests, "facts": shape_facts}, sort_keys=True)
-    return "sha256:" + hashlib.sha256(doc.encode()).hexdigest()
-
-
-def digest_facts(
-    num_examples: int, num_blocks: int, num_sources: int, dtypes: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The shape facts that :func:`combine_digests` covers besides the arrays' bytes; shared by
-    the writer and ``mixindex verify``, which recomputes the digest."""
-    return {
-        "num_examples": num_examples,
-        "num_blocks": num_blocks,
-        "num_sources": num_sources,
-        "dtypes": {n: str(np.dtype(d)) for n, d in dtypes.items()},
-    }
 
 
 class IndexWriter:
@@ -103,9 +100,7 @@ class IndexWriter:
         self.block_size = block_size
         self.length = 0
         self.blocks = 0
-        self.digests: dict[str, list[str]] = {
-            name: [] for name in (*POSITION_ARRAYS, *TABLE_ARRAYS)
-        }
+        self.digests: dict[str, list[bytes]] = {name: [] for name in ARRAYS}
         # Whole-array hashes, fed chunk by chunk: the content digest must not see the chunking.
         self.hashes = {name: hashlib.sha256() for name in self.digests}
         codec: dict[str, Any] = {"compressors": None}
@@ -114,6 +109,7 @@ class IndexWriter:
 
             codec = {"compressors": ZstdCodec(level=3)}
         config: Any = {"write_empty_chunks": True}
+        self.codec, self.config = codec, config
         self.arrays = {}
         bound_blocks = -(-length_bound // block_size)
         for name in POSITION_ARRAYS:
@@ -152,13 +148,13 @@ class IndexWriter:
         for name in POSITION_ARRAYS:
             data = np.asarray(arrays[name], dtype=self.arrays[name].dtype)
             self.arrays[name][start : start + n] = data
-            self.digests[name].append(array_digest(data))
+            self.digests[name].append(hashlib.sha256(_le_bytes(data)).digest())
             self.hashes[name].update(_le_bytes(data))
         nb = len(arrays["counts"])
         for name in TABLE_ARRAYS:
             data = np.asarray(arrays[name], dtype=self.arrays[name].dtype)
             self.arrays[name][first_block : first_block + nb] = data
-            self.digests[name].append(array_digest(data))
+            self.digests[name].append(hashlib.sha256(_le_bytes(data)).digest())
             self.hashes[name].update(_le_bytes(data))
         self.length = start + n
         self.blocks = first_block + nb
@@ -173,10 +169,8 @@ class IndexWriter:
         k = self.arrays["counts"].shape[1]
         for name in TABLE_ARRAYS:
             self.arrays[name].resize((self.blocks, k))
-        facts = digest_facts(
-            self.length, self.blocks, k, {n: self.arrays[n].dtype for n in self.digests}
-        )
-        digest = combine_digests({n: h.hexdigest() for n, h in self.hashes.items()}, facts)
+        self._write_chunk_digests()
+        whole = {n: h.hexdigest() for n, h in self.hashes.items()}
         meta = dict(attrs)
         meta.update(
             format_version=FORMAT_VERSION,
@@ -185,8 +179,10 @@ class IndexWriter:
             block_size=self.block_size,
             chunk_positions=self.chunk_positions,
             chunk_blocks=self.chunk_blocks,
-            digest=digest,
-            chunk_digests=self.digests,
+            array_digests=whole,
+        )
+        digest = meta["digest"] = content_digest(
+            meta, whole, {n: self.arrays[n].dtype for n in ARRAYS}
         )
         self.group.attrs[ATTR_KEY] = meta
         trash = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
@@ -200,144 +196,94 @@ class IndexWriter:
             trash.unlink(missing_ok=True)
         return digest
 
+    def _write_chunk_digests(self) -> None:
+        """Each chunk's sha256 as an array for ``mixindex verify``: as JSON in the attributes
+        they would be parsed at every open (3 MB at 10^10 positions)."""
+        n = len(self.digests["source"])
+        table = np.frombuffer(
+            b"".join(d for i in range(n) for d in (self.digests[a][i] for a in ARRAYS)),
+            dtype=np.uint8,
+        ).reshape(n, len(ARRAYS), 32)
+        arr = self.group.create_array(
+            CHUNK_DIGESTS,
+            shape=table.shape,
+            chunks=(max(1, min(n, _DIGEST_ROWS)), len(ARRAYS), 32),
+            dtype=np.uint8,
+            fill_value=0,
+            config=self.config,
+            **self.codec,
+        )
+        if n:
+            arr[:] = table
+
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-class ChunkedArray:
-    """A read-only view of one stored array: raw chunk files mapped on first use."""
-
-    def __init__(self, folder: Path) -> None:
-        meta = _read_json(folder / "zarr.json", folder)
-        try:
-            self.shape = tuple(meta["shape"])
-            self.chunks = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
-            self.dtype = np.dtype(meta["data_type"]).newbyteorder("<")
-            codecs = meta["codecs"]
-            sep = meta["chunk_key_encoding"]["configuration"]["separator"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise IndexFormatError(
-                f"{str(folder)!r} has unreadable array metadata ({exc})"
-            ) from None
-        self.folder = folder
-        self.sep = sep
-        self.raw = len(codecs) == 1 and codecs[0].get("name") == "bytes"
-        self._maps: dict[int, np.ndarray] = {}
-        self._zarr: Any = None
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    @property
-    def num_chunks(self) -> int:
-        return -(-self.shape[0] // self.chunks[0])
-
-    def chunk_key(self, i: int) -> str:
-        """Chunk ``i``'s file inside the array folder, as zarr v3 names it: ``c/3``, ``c/3/0``."""
-        return "c" + self.sep + self.sep.join([str(i)] + ["0"] * (len(self.shape) - 1))
-
-    def chunk(self, i: int) -> np.ndarray:
-        """Chunk ``i`` (rows along the first axis), clipped to the array's shape; kept mapped."""
-        got = self._maps.get(i)
-        if got is None:
-            got = self._maps[i] = self.load(i)
-        return got
-
-    def load(self, i: int) -> np.ndarray:
-        """Chunk ``i`` like :meth:`chunk`, but not kept: a scan over every chunk (audit, verify)
-        then holds one chunk's pages at a time instead of the whole array's."""
-        lo = i * self.chunks[0]
-        hi = min(lo + self.chunks[0], self.shape[0])
-        if not self.raw:
-            if self._zarr is None:
-                import zarr
-
-                self._zarr = zarr.open_array(str(self.folder), mode="r")
-            return np.asarray(self._zarr[lo:hi])
-        path = self.folder / self.chunk_key(i)
-        if not path.exists():
-            return np.zeros((hi - lo, *self.shape[1:]), dtype=self.dtype)
-        try:
-            full = np.memmap(path, dtype=self.dtype, mode="r", shape=self.chunks)
-        except (ValueError, OSError) as exc:
-            raise IndexFormatError(f"{str(path)!r} is damaged ({exc}); rebuild the index") from None
-        return full[: hi - lo]
-
-    def iter_chunks(self) -> Iterator[np.ndarray]:
-        """Every chunk in order, each loaded with :meth:`load` (not kept)."""
-        for i in range(self.num_chunks):
-            yield self.load(i)
-
-    def take(self, positions: np.ndarray) -> np.ndarray:
-        """Values at many positions (int64 array, each in range), in order."""
-        size = self.chunks[0]
-        out = np.empty((len(positions), *self.shape[1:]), dtype=self.dtype.newbyteorder("="))
-        which = positions // size
-        if len(positions) and which.min() == which.max():
-            out[:] = self.chunk(int(which[0]))[positions - which[0] * size]
-            return out
-        for c in np.unique(which):
-            sel = which == c
-            out[sel] = self.chunk(int(c))[positions[sel] - c * size]
-        return out
-
-    def read(self, lo: int, hi: int) -> np.ndarray:
-        """A contiguous run ``[lo, hi)`` along the first axis."""
-        return self.take(np.arange(lo, hi, dtype=np.int64))
-
-    def close(self) -> None:
-        self._maps.clear()
-
-
-def _read_json(path: Path, index: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise IndexFormatError(
-            f"{str(index)!r} is not a mixindex index (no {path.name}); build one with "
-            "'mixindex build SPEC -o OUT'"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise IndexFormatError(f"{str(path)!r} cannot be read: {exc}") from None
-    if not isinstance(data, dict):
-        raise IndexFormatError(f"{str(path)!r} is not zarr metadata")
-    return data
-
-
 class StoredIndex:
-    """An index on disk: its attributes and its arrays, memory-mapped lazily."""
+    """An index on disk: its attributes and its arrays, memory-mapped lazily.
 
-    def __init__(self, path: str | Path) -> None:
+    Opening reads only metadata and checks it against itself in O(1): the attributes' types,
+    the arrays' lengths, shapes, chunking and dtypes, and the content digest recomputed from the
+    recorded array digests and the attributes (``check_digest=False`` leaves that to the
+    caller: ``mixindex verify`` reports it).
+    """
+
+    def __init__(self, path: str | Path, *, check_digest: bool = True) -> None:
         self.path = Path(path)
-        if not self.path.is_dir():
-            raise IndexFormatError(
-                f"{str(self.path)!r} is not a mixindex index (not a folder); build one with "
-                "'mixindex build SPEC -o OUT'"
-            )
-        group = _read_json(self.path / "zarr.json", self.path)
-        meta = group.get("attributes", {}).get(ATTR_KEY)
+        self.folder = IndexFolder(self.path)
+        group = self.folder.read_json("zarr.json")
+        attrs = group.get("attributes")
+        meta = attrs.get(ATTR_KEY) if isinstance(attrs, dict) else None
         if group.get("zarr_format") != 3 or not isinstance(meta, dict):
-            raise IndexFormatError(
-                f"{str(self.path)!r} is a zarr store but not a mixindex index "
-                f"(no '{ATTR_KEY}' attributes)"
-            )
+            raise not_an_index(self.path, f"a zarr store without '{ATTR_KEY}' attributes")
         version = meta.get("format_version")
         if version != FORMAT_VERSION:
             raise IndexFormatError(
                 f"{str(self.path)!r} has format version {version!r}; this mixindex reads version "
-                f"{FORMAT_VERSION}; rebuild the index with this version"
+                f"{FORMAT_VERSION}; rebuild the index with 'mixindex build SPEC -o OUT --force'"
             )
+        check_meta(meta, self.path)
         self.meta: dict[str, Any] = meta
-        self.arrays = {
-            name: ChunkedArray(self.path / name) for name in (*POSITION_ARRAYS, *TABLE_ARRAYS)
-        }
-        n = int(meta["num_examples"])
+        self.folder.digest = meta["digest"]
+        self.arrays = {name: ChunkedArray(self.folder, name) for name in ARRAYS}
+        self._check_arrays()
+        self.dtypes = {name: self.arrays[name].dtype for name in ARRAYS}
+        if check_digest and self.recomputed_digest() != self.digest:
+            raise IndexFormatError(
+                f"{str(self.path)!r} is damaged: its attributes do not match its digest "
+                f"{self.digest} (they were edited by hand?); 'mixindex verify' says more; "
+                "rebuild the index"
+            )
+
+    def _check_arrays(self) -> None:
+        """The arrays agree with the attributes: O(1), nothing but metadata is read."""
+        meta, arrays = self.meta, self.arrays
+        n, b, k = meta["num_examples"], meta["block_size"], len(meta["sources"])
+        nb = meta["num_blocks"]
+        facts: list[tuple[str, Any, Any]] = [
+            ("num_blocks", nb, -(-n // b)),
+            ("chunk_positions", meta["chunk_positions"], meta["chunk_blocks"] * b),
+        ]
         for name in POSITION_ARRAYS:
-            if len(self.arrays[name]) != n:
+            facts.append((f"the shape of {name!r}", arrays[name].shape, (n,)))
+            facts.append(
+                (f"the chunks of {name!r}", arrays[name].chunks, (meta["chunk_positions"],))
+            )
+        for name in TABLE_ARRAYS:
+            facts.append((f"the shape of {name!r}", arrays[name].shape, (nb, k)))
+            facts.append(
+                (f"the chunks of {name!r}", arrays[name].chunks, (meta["chunk_blocks"], k))
+            )
+        for name in ARRAYS:
+            dtype = arrays[name].dtype
+            if dtype.kind != "u":
+                facts.append((f"the dtype of {name!r}", dtype.name, "an unsigned integer"))
+        for what, found, expected in facts:
+            if found != expected:
                 raise IndexFormatError(
-                    f"{str(self.path)!r} is damaged: array {name!r} has length "
-                    f"{len(self.arrays[name])}, expected {n}"
+                    f"{str(self.path)!r} is damaged: {what} is {_show(found)}, expected "
+                    f"{_show(expected)} from its attributes; rebuild the index"
                 )
 
     @property
@@ -352,9 +298,37 @@ class StoredIndex:
     def digest(self) -> str:
         return str(self.meta["digest"])
 
+    def recomputed_digest(self, array_digests: Mapping[str, str] | None = None) -> str:
+        """The content digest from the attributes and ``array_digests`` (default: the
+        recorded ones; ``mixindex verify`` passes the ones it hashed)."""
+        if array_digests is None:
+            array_digests = self.meta["array_digests"]
+        return content_digest(self.meta, {n: array_digests[n] for n in ARRAYS}, self.dtypes)
+
+    def chunk_digests(self) -> ChunkedArray:
+        """The per-chunk sha256 array (read by ``mixindex verify`` only)."""
+        return ChunkedArray(self.folder, CHUNK_DIGESTS)
+
+    def check_source_ids(self, source: np.ndarray, positions: np.ndarray) -> None:
+        """Every source id in ``source`` (read at ``positions``) names a source: a damaged byte
+        is IndexFormatError naming the position and its chunk file, not an IndexError."""
+        k = len(self.meta["sources"])
+        if source.size == 0 or int(source.max()) < k:
+            return
+        at = int(np.argmax(source >= k))
+        p = int(positions[at])
+        arr = self.arrays["source"]
+        raise IndexFormatError(
+            f"{str(arr.chunk_path(p // arr.chunks[0]))!r} is damaged: position {p:,} has "
+            f"source id {int(source[at])} but the index has {k} sources; check the index with "
+            "'mixindex verify' and rebuild it"
+        )
+
     def lookup(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(source, row, epoch)`` at each position (an int64 array of valid positions)."""
-        return tuple(self.arrays[name].take(positions) for name in POSITION_ARRAYS)  # type: ignore[return-value]
+        source, row, epoch = (self.arrays[name].take(positions) for name in POSITION_ARRAYS)
+        self.check_source_ids(source, positions)
+        return source, row, epoch
 
     def table(self, name: str) -> np.ndarray:
         """The whole ``counts`` or ``cursors`` table."""
@@ -364,3 +338,8 @@ class StoredIndex:
     def close(self) -> None:
         for arr in self.arrays.values():
             arr.close()
+        self.folder.close()
+
+
+def _show(value: Any) -> str:
+    return str(list(value)) if isinstance(value, tuple) else str(value)

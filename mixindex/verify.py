@@ -2,9 +2,10 @@
 
 Checks, each problem reported as one line:
 
-1. every chunk of every array against its recorded sha256 (``attributes.mixindex.chunk_digests``),
-   naming the chunk file (``row/c/3``) that differs, is missing or is truncated;
-2. the index's content digest, recomputed from the arrays' bytes and shapes;
+1. every chunk of every array against its recorded sha256 (the ``chunk_digests`` array),
+   naming the chunk file (``row/c/3``) that differs, is missing or has the wrong size;
+2. the index's content digest, recomputed from the arrays' bytes and the attributes that change
+   what is served or reported (so a hand-edited attribute shows here, see :mod:`mixindex.meta`);
 3. that the tables agree with the positions: each block's ``counts`` are the number of slots of
    each source in it, its ``cursors`` the number before it, and rows are within their source;
 4. every source against its fingerprint (files, sizes, row counts, schema), and with ``deep``
@@ -24,15 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from mixindex.errors import IndexFormatError, SourceError, one_line
-from mixindex.store import (
-    POSITION_ARRAYS,
-    TABLE_ARRAYS,
-    StoredIndex,
-    array_digest,
-    combine_digests,
-    digest_facts,
-)
+from mixindex.errors import IndexFormatError, IndexReplacedError, SourceError, one_line
+from mixindex.store import ARRAYS, POSITION_ARRAYS, StoredIndex
 
 __all__ = ["VerifyResult", "verify"]
 
@@ -59,7 +53,7 @@ def verify(path: str | Path, *, deep: bool = False) -> VerifyResult:
 
     Raises IndexFormatError only when ``path`` is no readable index at all.
     """
-    index = StoredIndex(path)
+    index = StoredIndex(path, check_digest=False)
     result = VerifyResult(str(index.path))
     if _check_arrays(index, result):
         _check_tables(index, result)
@@ -69,52 +63,68 @@ def verify(path: str | Path, *, deep: bool = False) -> VerifyResult:
     return result
 
 
+def _recorded(index: StoredIndex, result: VerifyResult) -> np.ndarray | None:
+    """The ``chunk_digests`` array, (chunks, arrays, 32); None (and a problem) if unusable."""
+    num_chunks = index.arrays["source"].num_chunks
+    try:
+        table = index.chunk_digests()
+        if table.shape != (num_chunks, len(ARRAYS), 32):
+            result.problems.append(
+                f"chunk_digests: shape {list(table.shape)} but the arrays have {num_chunks} "
+                f"chunks; the index is damaged, rebuild it"
+            )
+            return None
+        return table.read(0, num_chunks) if num_chunks else np.zeros((0, len(ARRAYS), 32))
+    except IndexReplacedError:
+        raise
+    except IndexFormatError as exc:
+        result.problems.append(f"chunk_digests: {one_line(exc)}")
+        return None
+
+
 def _check_arrays(index: StoredIndex, result: VerifyResult) -> bool:
     """Chunk digests, then the content digest; False if a chunk is bad (tables unchecked)."""
-    recorded: dict[str, Any] = index.meta.get("chunk_digests") or {}
+    recorded = _recorded(index, result)
     hashes = {}
     found = len(result.problems)
-    for name in (*POSITION_ARRAYS, *TABLE_ARRAYS):
+    for j, name in enumerate(ARRAYS):
         arr = index.arrays[name]
-        expected = list(recorded.get(name) or [])
-        if len(expected) != arr.num_chunks:
-            result.problems.append(
-                f"{name}: {arr.num_chunks} chunks on disk but {len(expected)} chunk digests "
-                "recorded; the index is damaged, rebuild it"
-            )
         h = hashlib.sha256()
         for i in range(arr.num_chunks):
             key = f"{name}/{arr.chunk_key(i)}"
             result.chunks += 1
-            if arr.raw and not (arr.folder / arr.chunk_key(i)).is_file():
+            if not arr.has_file(i):
                 result.problems.append(f"{key}: chunk file is missing")
                 continue
             try:
                 data = arr.load(i)
-                got = array_digest(data)
-                h.update(np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<")).data)
-            except (IndexFormatError, ValueError, OSError) as exc:
+            except IndexReplacedError:
+                raise
+            except IndexFormatError as exc:
                 result.problems.append(f"{key}: chunk cannot be read ({one_line(exc)})")
                 continue
-            if i < len(expected) and got != expected[i]:
+            raw = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<")).data
+            got = hashlib.sha256(raw).hexdigest()
+            h.update(raw)
+            if recorded is not None and got != (want := recorded[i, j].tobytes().hex()):
                 result.problems.append(
                     f"{key}: bytes do not match the recorded digest ({_span(index, name, i)}; "
-                    f"recorded {expected[i][:12]}..., found {got[:12]}...)"
+                    f"recorded {want[:12]}..., found {got[:12]}...)"
                 )
         hashes[name] = h.hexdigest()
     if len(result.problems) > found:
         return False
-    facts = digest_facts(
-        index.num_examples,
-        int(index.meta["num_blocks"]),
-        len(index.sources),
-        {n: index.arrays[n].dtype for n in hashes},
-    )
-    digest = combine_digests(hashes, facts)
+    for name in ARRAYS:
+        if hashes[name] != index.meta["array_digests"][name]:
+            result.problems.append(
+                f"{name}: its bytes do not match the array digest recorded in the attributes; "
+                "the attributes were edited or the index is damaged, rebuild it"
+            )
+    digest = index.recomputed_digest(hashes)
     if digest != index.digest:
         result.problems.append(
-            f"index digest: recorded {index.digest} but the arrays give {digest}; the "
-            "attributes were edited or the index is damaged, rebuild it"
+            f"index digest: recorded {index.digest} but the arrays and attributes give {digest}; "
+            "the attributes were edited or the index is damaged, rebuild it"
         )
     return True
 
