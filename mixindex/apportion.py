@@ -15,7 +15,7 @@ Ties go to the source owed most, then to the lower source id.
 A source whose weight falls to zero gets nothing while it is zero, and the fraction of an example
 it was still owed (or had been served ahead) is written off: it is handed to the active sources in
 proportion to their weights, so the sum of what is owed stays zero. The target with these
-write-offs, ``Q'``, is what the bound holds for; :class:`WrittenOffTargets` rebuilds it from
+write-offs, ``Q'``, is what the bound is kept against; :class:`WrittenOffTargets` rebuilds it from
 counts already planned, for ``max dev`` and the report.
 """
 

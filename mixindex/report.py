@@ -61,8 +61,8 @@ def window_table(index: StoredIndex, window_blocks: int) -> dict[str, np.ndarray
     nb = len(lengths)
     edges = np.arange(0, nb, max(window_blocks, 1), dtype=np.int64)
     per = np.add.reduceat(counts, edges, axis=0) if nb else counts
-    owed = WrittenOffTargets(counts.shape[1]).advance(counts, weights, lengths)
-    at_end = owed[np.append(edges[1:], nb) - 1] if nb else owed
+    q = WrittenOffTargets(counts.shape[1]).advance(counts, weights, lengths)
+    at_end = q[np.append(edges[1:], nb) - 1] if nb else q
     target = np.diff(at_end, axis=0, prepend=np.zeros((1, counts.shape[1])))
     length = np.add.reduceat(lengths, edges) if nb else lengths
     block_size = int(index.meta["block_size"])

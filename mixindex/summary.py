@@ -48,7 +48,7 @@ def share_stats(index: StoredIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     counts_array = index.arrays["counts"]
     k = counts_array.shape[1]
     block_size = int(index.meta["block_size"])
-    owed = WrittenOffTargets(k)
+    targets = WrittenOffTargets(k)
     realised = np.zeros(k, dtype=np.int64)
     target = np.zeros(k)
     worst = np.zeros(k)
@@ -57,10 +57,10 @@ def share_stats(index: StoredIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         counts = np.asarray(chunk, dtype=np.int64)
         weights, lengths = _block_targets(index, lo, lo + len(counts))
         cum_count = realised + np.cumsum(counts, axis=0)
-        written_off = owed.advance(counts, weights, lengths)
+        q = targets.advance(counts, weights, lengths)
         whole = lengths == block_size
         if whole.any():
-            worst = np.maximum(worst, np.abs(cum_count[whole] - written_off[whole]).max(axis=0))
+            worst = np.maximum(worst, np.abs(cum_count[whole] - q[whole]).max(axis=0))
         realised = cum_count[-1]
         target = target + (weights * lengths[:, None]).sum(axis=0)
         lo += len(counts)
