@@ -14,7 +14,9 @@ Ties go to the source owed most, then to the lower source id.
 
 A source whose weight falls to zero gets nothing while it is zero, and the fraction of an example
 it was still owed (or had been served ahead) is written off: it is handed to the active sources in
-proportion to their weights, so the sum of what is owed stays zero and the bound stays reachable.
+proportion to their weights, so the sum of what is owed stays zero. The target with these
+write-offs, ``Q'``, is what the bound is kept against; :class:`WrittenOffTargets` rebuilds it from
+counts already planned, for ``max dev`` and the report.
 """
 
 from __future__ import annotations
@@ -99,6 +101,52 @@ class Apportioner:
             owed = x - must
         self.owed = owed
         return out.astype(np.int64)
+
+
+class WrittenOffTargets:
+    """The cumulative target ``Q'`` that the apportionment owes, write-offs included, rebuilt
+    from planned counts and the schedule alone; feed it blocks in order.
+
+    ``Q'_s`` grows by ``length * w_s`` in every block. In a block where a source's weight is 0
+    and was positive in the block before, its ``Q'_s`` is set to its count so far, ``A_s``, and
+    the difference ``Q'_s - A_s`` (what it was still owed, or had been served ahead) is added to
+    the active sources' ``Q'`` in proportion to their weights, as :class:`Apportioner` does.
+    """
+
+    def __init__(self, num_sources: int) -> None:
+        self.target = np.zeros(num_sources)
+        self.served = np.zeros(num_sources)
+        self.active = np.zeros(num_sources, dtype=bool)
+
+    def advance(self, counts: np.ndarray, weights: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """``Q'`` at the end of each of these blocks, ``(blocks, K)``.
+
+        ``counts`` and ``weights`` are ``(blocks, K)``, ``lengths`` the blocks' lengths.
+        """
+        nb, k = weights.shape
+        if nb == 0:
+            return np.zeros((0, k))
+        served = self.served + np.cumsum(counts, axis=0, dtype=np.float64)
+        plain = self.target + np.cumsum(weights * np.asarray(lengths)[:, None], axis=0)
+        on = weights > 0
+        before = np.vstack([self.active[None, :], on[:-1]])
+        dropped = before & ~on
+        # The write-offs shift every later Q', so only the blocks with one need a step of their
+        # own: a loop over write-offs, not over blocks.
+        shifts = np.zeros_like(plain)
+        shift = np.zeros(k)
+        for j in np.flatnonzero(dropped.any(axis=1)).tolist():
+            gone = dropped[j]
+            start = (plain[j - 1] if j else self.target) + shift
+            owed = start[gone] - (served[j - 1] if j else self.served)[gone]
+            w = weights[j]
+            step = math.fsum(owed.tolist()) * (w / math.fsum(w.tolist()))
+            step[gone] = -owed
+            shifts[j] = step
+            shift = shift + step
+        out = plain + np.cumsum(shifts, axis=0)
+        self.target, self.served, self.active = out[-1], served[-1], on[-1]
+        return out
 
 
 def _deadlines(inc: np.ndarray, first: int, cand: np.ndarray, slack: np.ndarray) -> np.ndarray:

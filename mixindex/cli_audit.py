@@ -114,8 +114,15 @@ def audit(index: str, sql: str, fmt: str, out: str | None, max_rows: int) -> Non
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @friendly
 def report(index: str, window: int | None, as_json: bool) -> None:
-    """Per source: target vs. realised share, deviation, epochs, coverage, repeats, first and
-    last position; per window of positions: realised vs. target weights."""
+    """Per source: target vs. realised share, max dev, epochs, coverage, repeats, first and
+    last position; per window of positions: realised vs. target weights.
+
+    max dev is the largest gap, in examples, between a source's cumulative count and its
+    cumulative target at any block boundary. That target follows the schedule, except that when
+    a source's weight drops to 0 the fraction of an example it was still owed (or had been
+    served ahead) is written off: handed to the active sources in proportion to their weights,
+    as the planner does. The window targets include these write-offs too.
+    """
     from mixindex.report import format_report
     from mixindex.report import report as make_report
     from mixindex.store import StoredIndex

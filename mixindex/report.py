@@ -1,8 +1,9 @@
 """What the model will see, in numbers: ``mixindex report``, ``where`` and ``diff``.
 
 - :func:`report`: per source the target and realised share, the largest cumulative deviation
-  from target (S2), epochs, coverage (distinct rows served / rows), the most times one row is
-  served, first and last position; per window of positions the realised vs. target weights.
+  from the target with write-offs (``max dev``, S2), epochs, coverage (distinct rows served /
+  rows), the most times one row is served, first and last position; per window of positions the
+  realised vs. target weights.
 - :func:`where`: the positions (and global batches) at which one row of one source is served.
 - :func:`diff`: whether two indexes serve the same examples, where they first part, and how each
   source's realised share moved (for a spec changed mid-project).
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from mixindex.apportion import WrittenOffTargets
 from mixindex.errors import IndexFormatError, SourceError
 from mixindex.store import ChunkedArray, StoredIndex
 from mixindex.summary import block_targets, summarize
@@ -50,13 +52,18 @@ def window_table(index: StoredIndex, window_blocks: int) -> dict[str, np.ndarray
 
     Returns ``start``/``stop`` (positions, stop exclusive), ``realised`` and ``target``
     (windows x sources, each row summing to 1) and ``counts`` (examples per window and source).
+    The target is what the planner owes in the window: the growth of ``Q'``, the cumulative
+    target with write-offs (:class:`~mixindex.apportion.WrittenOffTargets`), so a window where a
+    source's weight drops to 0 hands what it was still owed to the others.
     """
     counts = index.table("counts").astype(np.int64)
     weights, lengths = block_targets(index)
     nb = len(lengths)
     edges = np.arange(0, nb, max(window_blocks, 1), dtype=np.int64)
     per = np.add.reduceat(counts, edges, axis=0) if nb else counts
-    target = np.add.reduceat(weights * lengths[:, None], edges, axis=0) if nb else weights
+    q = WrittenOffTargets(counts.shape[1]).advance(counts, weights, lengths)
+    at_end = q[np.append(edges[1:], nb) - 1] if nb else q
+    target = np.diff(at_end, axis=0, prepend=np.zeros((1, counts.shape[1])))
     length = np.add.reduceat(lengths, edges) if nb else lengths
     block_size = int(index.meta["block_size"])
     start = edges * block_size

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from mixindex.apportion import WrittenOffTargets
 from mixindex.schedule import WeightSchedulePoint, WeightScheduler
 from mixindex.store import StoredIndex
 
@@ -35,8 +36,10 @@ def _block_targets(index: StoredIndex, lo: int, hi: int) -> tuple[np.ndarray, np
 
 
 def share_stats(index: StoredIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per source: examples served, target examples, and the largest ``|cumulative count -
-    cumulative target|`` at a block boundary (S2 in numbers).
+    """Per source: examples served, target examples (the schedule's), and ``max dev``: the
+    largest ``|cumulative count - Q'|`` at a block boundary, where ``Q'`` is the cumulative
+    target with the planner's write-offs (:class:`~mixindex.apportion.WrittenOffTargets`; S2
+    in numbers).
 
     Reads the count table one stored chunk at a time, so memory stays flat for any number of
     blocks and sources. The end of a partial last block is no boundary: its counts are a prefix
@@ -45,6 +48,7 @@ def share_stats(index: StoredIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     counts_array = index.arrays["counts"]
     k = counts_array.shape[1]
     block_size = int(index.meta["block_size"])
+    targets = WrittenOffTargets(k)
     realised = np.zeros(k, dtype=np.int64)
     target = np.zeros(k)
     worst = np.zeros(k)
@@ -52,13 +56,13 @@ def share_stats(index: StoredIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     for chunk in counts_array.iter_chunks():
         counts = np.asarray(chunk, dtype=np.int64)
         weights, lengths = _block_targets(index, lo, lo + len(counts))
-        wanted = weights * lengths[:, None]
         cum_count = realised + np.cumsum(counts, axis=0)
-        cum_target = target + np.cumsum(wanted, axis=0)
+        q = targets.advance(counts, weights, lengths)
         whole = lengths == block_size
         if whole.any():
-            worst = np.maximum(worst, np.abs(cum_count[whole] - cum_target[whole]).max(axis=0))
-        realised, target = cum_count[-1], cum_target[-1]
+            worst = np.maximum(worst, np.abs(cum_count[whole] - q[whole]).max(axis=0))
+        realised = cum_count[-1]
+        target = target + (weights * lengths[:, None]).sum(axis=0)
         lo += len(counts)
     return realised, target, worst
 

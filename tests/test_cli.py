@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from auditing import assert_one_line_error
+from auditing import assert_one_line_error, read_arrays
 from click.testing import CliRunner, Result
 from conftest import (
     CODE_SCHEMA,
@@ -22,6 +22,7 @@ from conftest import (
     spec_dict,
     write_parquet,
 )
+from planning import drops_three_times, step_weights, toggles_every_block, written_off_owed
 
 import mixindex
 from mixindex.cli import main
@@ -144,6 +145,41 @@ def test_inspect_json(shared: Shared) -> None:
         assert s["target_share"] == pytest.approx(TARGET[s["name"]])
         # Exact apportionment (S2): within one example of the target at every block boundary.
         assert s["max_deviation"] <= 1.0
+
+
+@pytest.mark.parametrize("case", ["drops_three_times", "toggles_every_block"])
+def test_max_dev_counts_write_offs(
+    data: Data, write_spec: SpecWriter, tmp_path: Path, case: str
+) -> None:
+    # Code's weight drops to 0 and comes back: each time, the fraction of an example it was still
+    # owed is written off. Against the schedule alone the drift adds up (2.8 and 30 examples
+    # here); against the target with write-offs, the one the planner keeps, it stays below one.
+    blocks = 40 if case == "drops_three_times" else 100
+    schedule = drops_three_times() if case == "drops_three_times" else toggles_every_block(blocks)
+    spec = spec_dict(
+        weights=None,
+        weight_schedule=schedule,
+        weight_schedule_type="step",
+        block_size=10,
+        num_examples=10 * blocks,
+    )
+    out = tmp_path / "zero.mixindex"
+    built = run("build", write_spec(spec), "-o", out)
+    assert_ok(built)
+    result = run("inspect", out, "--json")
+    assert_ok(result)
+    summary = json.loads(result.stdout)
+    counts = read_arrays(out).counts
+    weights = step_weights(schedule, 10, blocks)
+    owed = np.abs(written_off_owed(weights, counts, [10] * blocks)).max(axis=0)
+    raw = np.abs(np.cumsum(counts, axis=0) - np.cumsum(10 * weights, axis=0)).max(axis=0)
+    assert raw.max() > 2
+    for i, s in enumerate(summary["sources"]):
+        assert s["max_deviation"] == pytest.approx(owed[i], abs=1e-9)
+        assert s["max_deviation"] < 1
+        # build's closing summary prints the same figure
+        (line,) = [ln for ln in built.stdout.splitlines() if ln.split()[:1] == [s["name"]]]
+        assert line.split()[-1] == f"{s['max_deviation']:.3f}"
 
 
 def test_show(shared: Shared) -> None:

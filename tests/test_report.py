@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from auditing import assert_ok, assert_one_line_error, read_arrays, run
 from conftest import DEFAULT_MIX, Data, Shared, SpecWriter, spec_dict
+from planning import step_weights, toggles_every_block, written_off_owed
 
 from mixindex.builder import build
 from mixindex.report import diff, report, where
@@ -85,6 +86,42 @@ def test_report_windows_follow_a_schedule(
             assert w["target"][name] == pytest.approx(want_target[i])
             assert w["realised"][name] == pytest.approx(want_real[i])
         assert w["max_error"] == pytest.approx(np.abs(want_target - want_real).max())
+
+
+def test_report_measures_against_the_written_off_target(
+    data: Data, write_spec: SpecWriter, tmp_path: Path
+) -> None:
+    # Code toggles between 0.37 and 0 every block: each drop writes off what it was still owed.
+    # max dev and the window targets follow the target with write-offs, Q' (the schedule alone
+    # drifts by 30 examples here, 0.06 of a window of 500).
+    blocks = 100
+    schedule = toggles_every_block(blocks)
+    spec = spec_dict(
+        weights=None,
+        weight_schedule=schedule,
+        weight_schedule_type="step",
+        block_size=10,
+        num_examples=10 * blocks,
+    )
+    out = build(write_spec(spec), tmp_path / "toggle.mixindex")
+    result = run("report", out, "--json", "--window", 500)
+    assert_ok(result)
+    r = json.loads(result.stdout)
+    counts = read_arrays(out).counts
+    weights = step_weights(schedule, 10, blocks)
+    owed = written_off_owed(weights, counts, [10] * blocks)
+    q = np.cumsum(counts, axis=0) + owed  # Q' at the end of every block
+    for i, s in enumerate(r["sources"]):
+        assert s["max_deviation"] == pytest.approx(np.abs(owed[:, i]).max(), abs=1e-9)
+        assert s["max_deviation"] < 1
+    assert [(w["start"], w["stop"]) for w in r["windows"]] == [(0, 500), (500, 1000)]
+    for w, (a, b) in zip(r["windows"], [(0, 50), (50, 100)], strict=True):
+        want = (q[b - 1] - (q[a - 1] if a else 0)) / 500
+        for i, name in enumerate(NAMES):
+            assert w["target"][name] == pytest.approx(want[i], abs=1e-12)
+            assert w["realised"][name] == counts[a:b, i].sum() / 500
+        # realised - target is the change in what is owed over the window: under 2 examples.
+        assert w["max_error"] < 2 / 500
 
 
 def test_report_cli(shared: Shared) -> None:
