@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from mixindex.errors import IndexExistsError, IndexFormatError
+from mixindex.errors import IndexFormatError
 
 FORMAT_VERSION = 1
 POSITION_ARRAYS = ("source", "row", "epoch")
@@ -84,19 +83,31 @@ class IndexWriter:
         force: bool = False,
         compress: bool = False,
     ) -> None:
-        import zarr
+        from mixindex.output import check_existing
+        from mixindex.publish import tmp_path
 
         self.path = Path(path)
-        if self.path.exists() and not force:
-            raise IndexExistsError(
-                f"{str(self.path)!r} already exists; pass --force (force=True) to replace it"
-            )
-        if not self.path.parent.is_dir():
-            raise IndexExistsError(
-                f"the folder of {str(self.path)!r} does not exist; create it first"
-            )
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.force = force
+        check_existing(self.path, force)
+        self.tmp = tmp_path(self.path)
+        try:
+            self._setup(dtypes, num_sources, chunk_blocks, block_size, length_bound, compress)
+        except BaseException:
+            # A failure (or SIGTERM) while creating the arrays must not leave the folder behind.
+            self.abort()
+            raise
+
+    def _setup(
+        self,
+        dtypes: Mapping[str, np.dtype],
+        num_sources: int,
+        chunk_blocks: int,
+        block_size: int,
+        length_bound: int,
+        compress: bool,
+    ) -> None:
+        import zarr
+
         self.group = zarr.open_group(str(self.tmp), mode="w", zarr_format=3)
         self.chunk_positions = chunk_blocks * block_size
         self.chunk_blocks = chunk_blocks
@@ -189,15 +200,9 @@ class IndexWriter:
             chunk_digests=self.digests,
         )
         self.group.attrs[ATTR_KEY] = meta
-        trash = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
-        if self.path.exists():
-            os.replace(self.path, trash)
-        os.replace(self.tmp, self.path)
-        if trash.is_dir():
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            # --force over a regular file: rmtree would leave it behind as a hidden sibling.
-            trash.unlink(missing_ok=True)
+        from mixindex.publish import publish
+
+        publish(self.tmp, self.path, force=self.force)
         return digest
 
     def abort(self) -> None:
