@@ -63,8 +63,8 @@ def describe(path: Path) -> str:
     except OSError:
         return "a folder that cannot be read"
     if (path / "zarr.json").is_file():
-        return "a zarr store that is not a mixindex index"
-    return "an empty folder" if n == 0 else f"a folder with {n} entries"
+        return "a zarr store without mixindex attributes"
+    return "an empty folder" if n == 0 else f"a folder with {n} entr{'y' if n == 1 else 'ies'}"
 
 
 def check_existing(out: Path, force: bool) -> None:
@@ -108,8 +108,8 @@ def protected_paths(
     out.append(Protected("the spec's folder", base_dir, False))
     for config, src in zip(datasets, sources, strict=True):
         label = f"dataset {src.name!r}'s data"
-        out.extend(Protected(label, Path(f), True) for f in src.data_files)
         out.extend(Protected(label, Path(d), True) for d in _data_folders(config, base_dir))
+        out.extend(Protected(label, Path(f), True) for f in src.data_files)
     if cache_dir is not None:
         out.append(Protected("the Arrow cache folder", cache_dir, True))
     return out
