@@ -124,7 +124,7 @@ def _data_folders(config: Any, base_dir: Path) -> list[str]:
         entries = [entries]
     elif not isinstance(entries, (list, tuple)):
         return []  # an in-memory dataset: its files are in the source's data_files
-    folders = []
+    folders: list[str] = []
     for entry in entries:
         text = os.path.expanduser(os.fspath(entry))
         path = os.path.join(os.path.abspath(base_dir), text)

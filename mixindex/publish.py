@@ -132,6 +132,13 @@ def _looks_like_ours(path: Path) -> bool:
         return False
 
 
+def discard(tmp: Path) -> None:
+    """Remove a build's temporary folder, unless something else has taken its place (a swap
+    that could not be undone: what a user had at OUT is never removed)."""
+    if _looks_like_ours(tmp):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _say(message: str) -> None:
     print(f"mixindex: {message}", file=sys.stderr, flush=True)
 
@@ -268,6 +275,8 @@ def _publish_atomic(tmp: Path, out: Path, force: bool) -> None:
         if not is_index(out):
             raise _not_an_index(out, describe(out))
         err = _rename2(tmp, out, _RENAME_EXCHANGE)
+        if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise _Unsupported  # a file system that takes NOREPLACE but not EXCHANGE
         if err == errno.ENOENT:
             continue  # removed since we looked: publish without replacing
         if err:
@@ -276,7 +285,12 @@ def _publish_atomic(tmp: Path, out: Path, force: bool) -> None:
         # there after the check above; only an index may go.
         if not is_index(tmp):
             what = describe(tmp)
-            _rename2(tmp, out, _RENAME_EXCHANGE)
+            if _rename2(tmp, out, _RENAME_EXCHANGE):
+                raise IndexExistsError(
+                    f"{str(out)!r} became {what} while this build was running and was swapped "
+                    f"with the new index, which could not be undone: it is now at {str(tmp)!r} "
+                    f"and the new index at {str(out)!r}; move them back by hand"
+                )
             raise _not_an_index(out, what)
         shutil.rmtree(tmp, ignore_errors=True)
         return
@@ -349,7 +363,8 @@ _publishing = False
 
 @contextmanager
 def termination_guard() -> Iterator[None]:
-    """Turn SIGTERM into :class:`BuildTerminated` for the duration (main thread only).
+    """Turn SIGTERM into :class:`BuildTerminated` for the duration (main thread only, and only
+    where SIGTERM would otherwise end the process without cleanup).
 
     A SIGTERM that comes once :func:`publish` has begun is ignored: the move takes moments, and
     stopping halfway would leave cleanup to guess which folder holds what.
@@ -368,9 +383,13 @@ def termination_guard() -> Iterator[None]:
         raise BuildTerminated(signum)
 
     _publishing = False
-    previous = signal.signal(signal.SIGTERM, handler)
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        # SIGTERM is ignored (nohup and the like) or the program handles it itself: leave it.
+        yield
+        return
+    signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         _publishing = False

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -206,7 +205,9 @@ class IndexWriter:
         return digest
 
     def abort(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        from mixindex.publish import discard
+
+        discard(self.tmp)
 
 
 class ChunkedArray:

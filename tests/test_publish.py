@@ -304,7 +304,7 @@ def test_of_builds_started_together_exactly_one_wins(
     data: Data, write_spec: SpecWriter, tmp_path: Path
 ) -> None:
     out = tmp_path / "mix.mixindex"
-    specs = [write_spec(spec_dict(num_examples=300_000, seed=s), f"s{s}.toml") for s in range(4)]
+    specs = [write_spec(spec_dict(num_examples=100_000, seed=s), f"s{s}.toml") for s in range(3)]
     procs = [start("build", spec, "-o", out, "--quiet", cwd=tmp_path) for spec in specs]
     results = [finish(p) for p in procs]
     winners = [s for s, (rc, _, _) in enumerate(results) if rc == 0]
@@ -402,3 +402,112 @@ def test_only_leftovers_of_gone_processes_are_removed(
     assert not any(p.exists() for p in removed)
     assert all(p.is_dir() for p in kept)
     assert (kept[3] / "notes.txt").read_text() == "mine"
+
+
+# ---- what happens at OUT while a build runs (in-process; both ways of publishing) -----------
+
+
+@pytest.fixture(params=["renameat2", "fallback"])
+def publishing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Publish with renameat2 where the system has it, or with the lock-and-rename fallback."""
+    from mixindex import publish
+
+    if request.param == "renameat2" and publish._renameat2 is None:
+        pytest.skip("renameat2 is not available here")
+    if request.param == "fallback":
+        monkeypatch.setattr(publish, "_renameat2", None)
+    return str(request.param)
+
+
+def meanwhile(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> None:
+    """Run ``action`` once, while the build writes its first chunk."""
+    from mixindex.store import IndexWriter
+
+    real = IndexWriter.write_chunk
+    done: list[bool] = []
+
+    def write_chunk(self: IndexWriter, *args: Any) -> None:
+        if not done:
+            done.append(True)
+            action()
+        real(self, *args)
+
+    monkeypatch.setattr(IndexWriter, "write_chunk", write_chunk)
+
+
+def test_an_index_that_appears_meanwhile_is_kept(
+    data: Data,
+    write_spec: SpecWriter,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    publishing: str,
+) -> None:
+    other = build(write_spec(spec_dict(seed=2), "other.toml"), tmp_path / "other.mixindex")
+    out = tmp_path / "mix.mixindex"
+    meanwhile(monkeypatch, lambda: shutil.copytree(other, out))
+    result = run("build", write_spec(), "-o", out, "--quiet")
+    assert "appeared while this build was running" in result.stderr
+    assert result.exit_code == 2
+    assert seed_of(out) == 2
+    assert leftovers(out) == []
+
+
+def test_force_keeps_what_replaced_the_index_meanwhile(
+    data: Data,
+    write_spec: SpecWriter,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    publishing: str,
+) -> None:
+    out = build(write_spec(spec_dict(seed=2), "other.toml"), tmp_path / "mix.mixindex")
+
+    meanwhile(monkeypatch, lambda: swap_in_user_folder(out))
+    result = run("build", write_spec(), "-o", out, "--force", "--quiet")
+    assert result.exit_code == 2
+    assert "became a folder with 1 entry while this build was running" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["thesis.tex"]
+    assert leftovers(out) == []
+
+
+def test_force_swaps_back_what_replaced_the_index_after_the_last_look(
+    data: Data, write_spec: SpecWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The user's folder arrives between publish's look at OUT and the exchange: the exchange
+    # happens, the check after it finds no index, and the exchange is undone.
+    from mixindex import output, publish
+
+    if publish._renameat2 is None:
+        pytest.skip("renameat2 is not available here")
+    out = build(write_spec(spec_dict(seed=2), "other.toml"), tmp_path / "mix.mixindex")
+    looks: list[Path] = []
+
+    def is_index(path: Path) -> bool:
+        looks.append(Path(path))
+        if Path(path) == out and len(looks) == 1:
+            real = output.is_index(path)
+            swap_in_user_folder(out)
+            return real
+        return output.is_index(path)
+
+    monkeypatch.setattr(publish, "is_index", is_index)
+    result = run("build", write_spec(), "-o", out, "--force", "--quiet")
+    assert result.exit_code == 2
+    assert "became a folder with 1 entry while this build was running" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["thesis.tex"]
+    assert leftovers(out) == []
+    assert len(looks) == 2, "the folder swapped out was checked once more"
+
+
+def swap_in_user_folder(out: Path) -> None:
+    shutil.rmtree(out)
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+
+
+def test_force_replaces_an_index_both_ways(
+    data: Data, write_spec: SpecWriter, tmp_path: Path, publishing: str
+) -> None:
+    out = build(write_spec(spec_dict(seed=2), "other.toml"), tmp_path / "mix.mixindex")
+    assert_ok(run("build", write_spec(), "-o", out, "--force", "--quiet"))
+    assert seed_of(out) == spec_dict()["mix"]["seed"]
+    assert leftovers(out) == []
