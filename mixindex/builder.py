@@ -98,6 +98,26 @@ def _build(
         check_output_path(out, protected)
         clean_leftovers(out)
         check_existing(out, force)
+        # The plan's bounds and dtypes need only the row counts (a cache has the same rows), so
+        # an index too big for the disk is refused before any conversion or write.
+        planner = Planner(PlanInputs.from_config(config, [len(s) for s in sources]), chunk_blocks)
+        dtypes = {
+            "source": planner.source_dtype,
+            "row": planner.row_dtype,
+            "epoch": planner.epoch_dtype,
+            "counts": planner.count_dtype,
+            "cursors": planner.cursor_dtype,
+        }
+        if not compress:
+            # Compressed sizes are known only after writing; an uncompressed index's is now.
+            needed = estimate_bytes(
+                length_bound=planner.length_bound,
+                block_size=config.mix.block_size,
+                chunk_blocks=planner.chunk_blocks,
+                num_sources=len(sources),
+                dtypes=dtypes,
+            )
+            check_free_space(out, needed, planner.length_bound)
     except BaseException:
         for src in sources:
             src.close()
@@ -112,26 +132,6 @@ def _build(
             rec["content_hash"] = src.fingerprint(deep=True)
     for src in sources:
         src.close()
-    planner = Planner(
-        PlanInputs.from_config(config, [r["num_rows"] for r in records]), chunk_blocks
-    )
-    dtypes = {
-        "source": planner.source_dtype,
-        "row": planner.row_dtype,
-        "epoch": planner.epoch_dtype,
-        "counts": planner.count_dtype,
-        "cursors": planner.cursor_dtype,
-    }
-    if not compress:
-        # Compressed sizes are known only after writing; an uncompressed index's is known now.
-        needed = estimate_bytes(
-            length_bound=planner.length_bound,
-            block_size=config.mix.block_size,
-            chunk_blocks=planner.chunk_blocks,
-            num_sources=len(records),
-            dtypes=dtypes,
-        )
-        check_free_space(out, needed, planner.length_bound)
     with (
         IndexWriter(
             out,

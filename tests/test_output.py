@@ -160,7 +160,17 @@ def test_an_index_larger_than_the_free_space_is_refused_at_once(
     spec = write_spec(spec_dict(num_examples=10**15))
     # A real process: the old behaviour was to start writing petabytes.
     proc = subprocess.run(
-        [sys.executable, "-m", "mixindex.cli", "build", str(spec), "-o", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "mixindex.cli",
+            "build",
+            str(spec),
+            "-o",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
         env={**os.environ, "PYTHONPATH": str(Path(mixindex.__file__).resolve().parents[1])},
         capture_output=True,
         text=True,
@@ -173,6 +183,7 @@ def test_an_index_larger_than_the_free_space_is_refused_at_once(
     assert "1,000,000,000,000,000 positions" in line
     assert "lower mix.num_examples" in line
     assert sorted(p.name for p in tmp_path.glob("*mix.mixindex*")) == []
+    assert not (tmp_path / "cache").exists(), "refused before converting anything"
 
 
 def test_the_estimate_bounds_the_size_written(
