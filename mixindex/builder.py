@@ -13,7 +13,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from mixindex.output import (
+    check_existing,
+    check_free_space,
+    check_output_path,
+    estimate_bytes,
+    protected_paths,
+)
 from mixindex.plan import ChunkTask, PlanInputs, Planner
+from mixindex.publish import clean_leftovers, termination_guard
 from mixindex.sources import open_source
 from mixindex.spec import PipelineConfig, load_spec
 from mixindex.store import IndexWriter
@@ -41,19 +49,82 @@ def build(
 ) -> Path:
     """Plan the mix described by ``spec`` and store it at ``out``; returns the index path.
 
-    Nothing is left at ``out`` (or beside it) if anything fails. ``cache_dir`` converts every
-    Parquet source into an Arrow IPC cache there (fast random rows); a dataset with
-    ``cache = "arrow"`` is converted even without it, into the default cache folder.
+    Nothing is left at ``out`` (or beside it) if anything fails, SIGTERM included (it raises
+    :class:`~mixindex.publish.BuildTerminated` once cleanup is done). ``force`` replaces only an
+    existing index; an output that overlaps the spec, the sources, the cache or the current
+    folder, or that would not fit on its disk, is refused before any work. ``cache_dir``
+    converts every Parquet source into an Arrow IPC cache there (fast random rows); a dataset
+    with ``cache = "arrow"`` is converted even without it, into the default cache folder.
     """
+    with termination_guard():
+        return _build(
+            spec,
+            Path(out),
+            force=force,
+            quiet=quiet,
+            chunk_blocks=chunk_blocks,
+            compress=compress,
+            deep_fingerprint=deep_fingerprint,
+            cache_dir=cache_dir,
+        )
+
+
+def _build(
+    spec: PipelineConfig | str | Path,
+    out: Path,
+    *,
+    force: bool,
+    quiet: bool,
+    chunk_blocks: int | None,
+    compress: bool,
+    deep_fingerprint: bool,
+    cache_dir: str | Path | None,
+) -> Path:
     config = spec if isinstance(spec, PipelineConfig) else load_spec(spec)
-    out = Path(out)
     started = time.perf_counter()
     sources = [open_source(d, config.base_dir) for d in config.datasets]
+    from mixindex.sources.cache import cache_sources, default_cache_dir
+
+    # ---- where the index goes: refused before any work if it could hurt what is on disk ----
+    caching = cache_dir is not None or any(d.cache == "arrow" for d in config.datasets)
+    protected = protected_paths(
+        base_dir=config.base_dir,
+        spec_file=None if isinstance(spec, PipelineConfig) else Path(spec),
+        datasets=config.datasets,
+        sources=sources,
+        cache_dir=Path(cache_dir or default_cache_dir()) if caching else None,
+    )
+    try:
+        check_output_path(out, protected)
+        clean_leftovers(out)
+        check_existing(out, force)
+        # The plan's bounds and dtypes need only the row counts (a cache has the same rows), so
+        # an index too big for the disk is refused before any conversion or write.
+        planner = Planner(PlanInputs.from_config(config, [len(s) for s in sources]), chunk_blocks)
+        dtypes = {
+            "source": planner.source_dtype,
+            "row": planner.row_dtype,
+            "epoch": planner.epoch_dtype,
+            "counts": planner.count_dtype,
+            "cursors": planner.cursor_dtype,
+        }
+        if not compress:
+            # Compressed sizes are known only after writing; an uncompressed index's is now.
+            needed = estimate_bytes(
+                length_bound=planner.length_bound,
+                block_size=config.mix.block_size,
+                chunk_blocks=planner.chunk_blocks,
+                num_sources=len(sources),
+                dtypes=dtypes,
+            )
+            check_free_space(out, needed, planner.length_bound)
+    except BaseException:
+        for src in sources:
+            src.close()
+        raise
     # ---- Parquet -> Arrow IPC cache (mixindex/sources/cache.py) -------------------------------
     # Where a dataset says cache = "arrow", or cache_dir is given, a Parquet source is replaced by
     # its Arrow cache: the record points at the cache files and keeps the Parquet fingerprint.
-    from mixindex.sources.cache import cache_sources
-
     sources, records = cache_sources(config.datasets, sources, cache_dir)
     # ---- end of the cache step ---------------------------------------------------------------
     if deep_fingerprint:
@@ -61,16 +132,6 @@ def build(
             rec["content_hash"] = src.fingerprint(deep=True)
     for src in sources:
         src.close()
-    planner = Planner(
-        PlanInputs.from_config(config, [r["num_rows"] for r in records]), chunk_blocks
-    )
-    dtypes = {
-        "source": planner.source_dtype,
-        "row": planner.row_dtype,
-        "epoch": planner.epoch_dtype,
-        "counts": planner.count_dtype,
-        "cursors": planner.cursor_dtype,
-    }
     with (
         IndexWriter(
             out,

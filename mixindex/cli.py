@@ -41,7 +41,11 @@ def main() -> None:
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(), help="Where to write the index.")
-@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace OUT if it is a mixindex index (nothing else is replaced).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("--compress", is_flag=True, help="zstd-compress the arrays (smaller, slower reads).")
 @click.option("--deep", is_flag=True, help="Also hash every byte of every source (slow).")
@@ -66,18 +70,27 @@ def build(
 ) -> None:
     """Plan the mix described by SPEC (TOML, YAML or JSON) into the index OUT."""
     from mixindex.builder import build as build_index
+    from mixindex.publish import BuildTerminated
     from mixindex.store import StoredIndex
     from mixindex.summary import format_summary, summarize
 
-    path = build_index(
-        spec,
-        out,
-        force=force,
-        quiet=quiet,
-        compress=compress,
-        deep_fingerprint=deep,
-        cache_dir=cache_dir,
-    )
+    try:
+        path = build_index(
+            spec,
+            out,
+            force=force,
+            quiet=quiet,
+            compress=compress,
+            deep_fingerprint=deep,
+            cache_dir=cache_dir,
+        )
+    except BuildTerminated as exc:
+        click.echo(
+            f"error: the build was stopped by {exc.name}; {out!r} was left as it was and the "
+            "build's temporary files were removed",
+            err=True,
+        )
+        sys.exit(128 + exc.signum)
     if as_json:
         click.echo(json.dumps(summarize(StoredIndex(path)), indent=2))
     elif not quiet:

@@ -40,6 +40,11 @@ class IndexExistsError(MixIndexError, FileExistsError):
     """The output path exists and overwriting was not asked for."""
 
 
+class OutputError(MixIndexError, ValueError):
+    """The output path cannot take the index: it overlaps the build's inputs, its folder is
+    missing, or the index would not fit on its disk."""
+
+
 class SourceChangedError(MixIndexError, ValueError):
     """A source no longer matches the fingerprint recorded in the index."""
 

@@ -21,8 +21,6 @@ be there at its full size: zarr writes whole chunks, even the last one.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from mixindex.chunks import ChunkedArray
-from mixindex.errors import IndexExistsError, IndexFormatError
+from mixindex.errors import IndexFormatError
 from mixindex.folder import IndexFolder, not_an_index
 from mixindex.meta import ARRAYS, check_meta, content_digest
 
@@ -81,19 +79,31 @@ class IndexWriter:
         force: bool = False,
         compress: bool = False,
     ) -> None:
-        import zarr
+        from mixindex.output import check_existing
+        from mixindex.publish import tmp_path
 
         self.path = Path(path)
-        if self.path.exists() and not force:
-            raise IndexExistsError(
-                f"{str(self.path)!r} already exists; pass --force (force=True) to replace it"
-            )
-        if not self.path.parent.is_dir():
-            raise IndexExistsError(
-                f"the folder of {str(self.path)!r} does not exist; create it first"
-            )
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.force = force
+        check_existing(self.path, force)
+        self.tmp = tmp_path(self.path)
+        try:
+            self._setup(dtypes, num_sources, chunk_blocks, block_size, length_bound, compress)
+        except BaseException:
+            # A failure (or SIGTERM) while creating the arrays must not leave the folder behind.
+            self.abort()
+            raise
+
+    def _setup(
+        self,
+        dtypes: Mapping[str, np.dtype],
+        num_sources: int,
+        chunk_blocks: int,
+        block_size: int,
+        length_bound: int,
+        compress: bool,
+    ) -> None:
+        import zarr
+
         self.group = zarr.open_group(str(self.tmp), mode="w", zarr_format=3)
         self.chunk_positions = chunk_blocks * block_size
         self.chunk_blocks = chunk_blocks
@@ -185,15 +195,9 @@ class IndexWriter:
             meta, whole, {n: self.arrays[n].dtype for n in ARRAYS}
         )
         self.group.attrs[ATTR_KEY] = meta
-        trash = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
-        if self.path.exists():
-            os.replace(self.path, trash)
-        os.replace(self.tmp, self.path)
-        if trash.is_dir():
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            # --force over a regular file: rmtree would leave it behind as a hidden sibling.
-            trash.unlink(missing_ok=True)
+        from mixindex.publish import publish
+
+        publish(self.tmp, self.path, force=self.force)
         return digest
 
     def _write_chunk_digests(self) -> None:
@@ -217,7 +221,9 @@ class IndexWriter:
             arr[:] = table
 
     def abort(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        from mixindex.publish import discard
+
+        discard(self.tmp)
 
 
 class StoredIndex:

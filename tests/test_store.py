@@ -282,11 +282,14 @@ def test_existing_output_needs_force(data: Data, write_spec: SpecWriter, tmp_pat
     assert siblings(out) == []
 
 
-def test_force_replaces_a_regular_file(data: Data, write_spec: SpecWriter, tmp_path: Path) -> None:
+def test_force_leaves_a_regular_file_alone(
+    data: Data, write_spec: SpecWriter, tmp_path: Path
+) -> None:
     out = tmp_path / "mix.mixindex"
     out.write_text("not an index")
-    build(write_spec(), out, force=True)
-    assert len(mixindex.open(out)) == N
+    with pytest.raises(IndexExistsError, match="is a file, not a mixindex index"):
+        build(write_spec(), out, force=True)
+    assert out.read_text() == "not an index"
     assert siblings(out) == []
 
 
