@@ -10,8 +10,13 @@ The sum is taken one schedule segment at a time, in closed form: constant weight
 the sum of cosines over an arithmetic progression for ``cosine``. So the cost follows the number
 of schedule points, not how far away the last one is (a point at step 10^12 with blocks of 1 is
 no slower than one at step 100). Short segments are summed block by block, exactly as planned.
-
 Every closed-form sum is rounded toward safety by a relative margin far above float error.
+
+:func:`targets_before` gives the planner's usual bound its targets up to the last schedule point
+(block by block, bit for bit as before, up to a few million cells; in closed form past that).
+:func:`length_bound` is the tight bound: the block where the targets pass, however early; the
+planner uses it where the usual bound, which counts every block up to the last point, is too
+large to accept.
 """
 
 from __future__ import annotations
