@@ -115,7 +115,8 @@ def blocks_to_reach(
         end = low + targets.partial(r, np.full(k, size)) - margin * size
         hit = todo & (end >= need)
         if hit.any():
-            out[hit] = lo + _bisect(targets, r, low, need, margin, size, np.flatnonzero(hit))
+            ids = np.flatnonzero(hit)
+            out[hit] = lo + _bisect(targets, r, low, need, margin, int(size), ids)
             if first_only:
                 break
         low = np.where(todo, end, low)
