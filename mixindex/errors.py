@@ -6,6 +6,38 @@ Every class also subclasses the built-in exception a caller would expect, so
 
 from __future__ import annotations
 
+import reprlib
+
+# Messages quote what the user wrote, which can be huge (a long list, a deeply nested YAML value):
+# quote at most a few items per level, a few levels deep, and cut the rest.
+_QUOTE = reprlib.Repr()
+_QUOTE.maxlevel = 3
+_QUOTE.maxlist = _QUOTE.maxtuple = _QUOTE.maxset = _QUOTE.maxfrozenset = _QUOTE.maxdict = 4
+_QUOTE.maxstring = 160
+_QUOTE.maxother = _QUOTE.maxlong = 80
+MAX_QUOTE = 240
+
+
+def short(value: object) -> str:
+    """``repr(value)``, shortened to a readable length for an error message.
+
+    >>> short("code")
+    "'code'"
+    >>> short(list(range(100)))
+    '[0, 1, 2, 3, ...]'
+    """
+    try:
+        text = _QUOTE.repr(value)
+    except ValueError:
+        # An int past Python's limit on digits converted to text.
+        text = f"<{type(value).__name__} too large to print>"
+    return clip(text, MAX_QUOTE)
+
+
+def clip(text: str, limit: int = MAX_QUOTE) -> str:
+    """``text`` cut to at most ``limit`` characters, marked with ``...`` where it was cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 def one_line(exc: BaseException) -> str:
     """An exception's message squashed onto one line (pyarrow and parser messages span several)."""

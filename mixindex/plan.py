@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mixindex.apportion import HORIZON, Apportioner
+from mixindex.bound import length_bound, targets_before
 from mixindex.errors import PlanError
 from mixindex.rng import SALT_ROWS, derive_key, half_bits, mix64_array, permute_rows, shuffle_blocks
 from mixindex.schedule import WeightScheduler
@@ -31,6 +32,8 @@ from mixindex.spec import PipelineConfig, StopStrategy
 # Positions per chunk (rounded to whole blocks): big enough for numpy to be efficient, small
 # enough to keep memory flat.
 CHUNK_POSITIONS = 1 << 20
+# Blocks apportioned first in each chunk before looking for the end of the mix (then doubling).
+FIRST_SLICE = 64
 # Up to this many sources, rows are computed source by source (see Planner._rows).
 GROUPED_SOURCES = 256
 # A mix longer than this without an explicit num_examples is almost surely a mistake.
@@ -148,23 +151,21 @@ class Planner:
         b = inp.block_size
         # Targets up to the block where the schedule stops changing, then the final weights.
         settle = sched.last_step // b + 1
-        reached = np.zeros(inp.num_sources)
-        for lo in range(0, settle, 1 << 16):
-            blocks = np.arange(lo, min(settle, lo + (1 << 16)), dtype=np.int64)
-            reached += (b * sched.weights_at(blocks * b)).sum(axis=0)
+        low, high = targets_before(sched, b, settle)
         final = sched.final_weights
         # |A - Q| <= 1, so a source is surely exhausted once its target passes n + 1, and surely
         # never is if its target stays below n - 1.
-        short = np.maximum(self.lengths + 2.0 - reached, 0.0)
+        short = np.maximum(self.lengths + 2.0 - low, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             more = np.where(final > 0, short / np.where(final > 0, final, 1.0), np.inf)
         more[(final == 0) & (short == 0)] = 0.0
         needed = more + (settle + 2) * b
-        if inp.stop is StopStrategy.ALL_EXHAUSTED:
+        first = inp.stop is StopStrategy.FIRST_EXHAUSTED
+        if not first:
             never = [
                 inp.names[s]
                 for s in range(inp.num_sources)
-                if final[s] == 0 and reached[s] + 1 < self.lengths[s]
+                if final[s] == 0 and high[s] + 1 < self.lengths[s]
             ]
             if never and cap is None:
                 raise PlanError(
@@ -173,11 +174,14 @@ class Planner:
                     f"{self.lengths[inp.names.index(never[0])]} rows by then; give it a weight "
                     "> 0 in the last schedule point, set num_examples, or use first_exhausted"
                 )
-            bound = float(needed.max())
-        else:
-            bound = float(needed.min())
+        bound = float(needed.min() if first else needed.max())
         if cap is not None:
             return int(min(cap, bound)) if math.isfinite(bound) else int(cap)
+        if not math.isfinite(bound) or bound > MAX_IMPLICIT_LENGTH:
+            # The bound above counts every block up to the last schedule point; a mix that ends
+            # long before a far point gets the tighter bound (only here, so that the bound, and
+            # with it the chunking, of every mix that was accepted before stays the same).
+            bound = length_bound(sched, b, self.lengths, first_only=first)
         if not math.isfinite(bound) or bound > MAX_IMPLICIT_LENGTH:
             raise PlanError(
                 f"{inp.stop.value} would need about {bound:.3g} positions before it ends; "
@@ -211,12 +215,26 @@ class Planner:
         cap = inp.num_examples if inp.num_examples is not None else self.length_bound
         block = 0
         while True:
-            starts = (block + np.arange(nb + HORIZON, dtype=np.int64)) * b
-            counts = apportioner.counts(inp.scheduler.weights_at(starts), b)
-            cum_end = cursor + np.cumsum(counts, axis=0)
-            cum_start = cum_end - counts
             start = block * b
-            natural = self._stop_in(block, counts, cum_start, cum_end, exhausted_at)
+            # Apportion the chunk in growing slices and stop once the end of the mix is known:
+            # a mix that ends early in a long chunk (whose length comes from a loose bound, say
+            # past a far schedule point) costs its own length, not the chunk's. Slices give the
+            # same counts as one call (the apportioner's state carries over, S6).
+            parts: list[np.ndarray] = []
+            whole = inp.stop is StopStrategy.RESTART and cap >= start + nb * b
+            done, size = 0, nb if whole else FIRST_SLICE
+            while True:
+                m = min(size, nb - done)
+                starts = (block + done + np.arange(m + HORIZON, dtype=np.int64)) * b
+                parts.append(apportioner.counts(inp.scheduler.weights_at(starts), b))
+                done += m
+                counts = parts[0] if len(parts) == 1 else np.concatenate(parts)
+                cum_end = cursor + np.cumsum(counts, axis=0)
+                cum_start = cum_end - counts
+                natural = self._stop_in(block, counts, cum_start, cum_end, exhausted_at)
+                if done == nb or min(cap, natural) <= start + done * b:
+                    break
+                size *= 2
             stop = min(start + nb * b, cap, natural)
             if stop < natural and stop == cap and inp.num_examples is None:
                 raise PlanError(
@@ -342,7 +360,15 @@ class Planner:
 
     @staticmethod
     def _epoch_keys(epoch: np.ndarray) -> np.ndarray:
-        """The per-epoch key part of each position: one hash per distinct epoch, then gathered."""
+        """The per-epoch key part of each position: ``mix64(epoch)``.
+
+        Hashing each epoch in the span once and gathering is cheaper when the span is short; a
+        chunk that mixes a 1-row source (epoch ~ position) with large ones spans up to the mix's
+        length, so then each position is hashed directly, keeping memory to the chunk's size.
+        """
         lo = int(epoch.min())
-        keys = mix64_array(np.arange(lo, int(epoch.max()) + 1, dtype=np.uint64))
+        span = int(epoch.max()) - lo + 1
+        if span > epoch.size:
+            return mix64_array(epoch.astype(np.uint64))
+        keys = mix64_array(np.arange(lo, lo + span, dtype=np.uint64))
         return keys[epoch - lo]

@@ -25,7 +25,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from mixindex.errors import SpecError
+from mixindex.errors import SpecError, clip, short
 
 Interpolation = Literal["step", "linear", "cosine"]
 INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
@@ -33,6 +33,30 @@ INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
 # Taylor coefficients of sin(x) = x * sum_k (-1)^k x^(2k) / (2k+1)!, enough terms for full double
 # precision on [0, pi/2].
 _SIN_COEFFS = tuple((-1) ** k / math.factorial(2 * k + 1) for k in range(13))
+
+# Steps are compared as float64, which holds every whole number up to 2^53 exactly.
+MAX_STEP = 2**53
+
+
+def whole_number(value: object, where: str, *, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as an int if it is an integer in range; else SpecError.
+
+    A float is refused even when it is whole (``42.0``, ``1e4``): specs write whole numbers as
+    integers, so a float where an integer belongs is a mistake worth pointing out.
+    """
+    bound = f">= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        hint = ""
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+            hint = f" (here {int(value)})"
+        raise SpecError(
+            f"{where} = {short(value)} is not an integer; write a whole number {bound} without "
+            f"a decimal point or exponent{hint}"
+        )
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        raise SpecError(f"{where} = {short(value)} is out of range; use a whole number {bound}")
+    return value
 
 
 def cosine_ease(t: np.ndarray) -> np.ndarray:
@@ -55,35 +79,52 @@ def normalise_weights(
     """
     if not isinstance(weights, Mapping):
         raise SpecError(
-            f"{where} must be a table of source name -> weight, got {weights!r}; "
+            f"{where} must be a table of source name -> weight, got {short(weights)}; "
             f"write for example {{ {names[0]} = 1.0 }}"
         )
-    known = ", ".join(names)
+    known = clip(", ".join(names))
     for key in weights:
         if key not in names:
             raise SpecError(
-                f"{where} has key {key!r} but no dataset is named {key!r} (datasets: {known}); "
+                f"{where} has key {short(key)} but no dataset is named {short(key)} "
+                f"(datasets: {known}); "
                 "use the datasets' names exactly"
             )
     missing = [n for n in names if n not in weights]
     if missing:
         raise SpecError(
-            f"{where} has no weight for {', '.join(map(repr, missing))} (datasets: {known}); "
+            f"{where} has no weight for {', '.join(map(short, missing))} (datasets: {known}); "
             "give every dataset a weight, 0 to leave one out"
         )
     values: list[float] = []
     for name in names:
         value = weights[name]
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise SpecError(f"{where}[{name!r}] = {value!r} is not a number; use a number >= 0")
-        value = float(value)
+            raise SpecError(
+                f"{where}[{short(name)}] = {short(value)} is not a number; use a number >= 0"
+            )
+        try:
+            value = float(value)
+        except OverflowError:
+            value = math.inf
         if not math.isfinite(value) or value < 0:
-            raise SpecError(f"{where}[{name!r}] = {value!r} must be a finite number >= 0")
+            raise SpecError(f"{where}[{short(name)}] = {short(value)} must be a finite number >= 0")
         values.append(value)
-    total = math.fsum(values)
+    total = _total(values)
     if total <= 0:
         raise SpecError(f"{where} are all zero; give at least one dataset a weight > 0")
+    if math.isinf(total):
+        # Weights near the largest float: scale by a power of two, which changes no ratio.
+        values = [math.ldexp(v, -64) for v in values]
+        total = _total(values)
     return {name: v / total for name, v in zip(names, values, strict=True)}
+
+
+def _total(values: list[float]) -> float:
+    try:
+        return math.fsum(values)
+    except OverflowError:
+        return math.inf
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +138,11 @@ class WeightSchedulePoint:
     def __init__(self, step: int, weights: Mapping[str, float]) -> None:
         # Positional arguments are allowed here to match the seed API:
         # WeightSchedulePoint(step=0, weights={...}) and WeightSchedulePoint(0, {...}).
+        if not isinstance(weights, Mapping):
+            raise SpecError(
+                f"the weights of the schedule point at step {short(step)} = {short(weights)} "
+                "must be a table of source name -> weight"
+            )
         object.__setattr__(self, "step", step)
         object.__setattr__(self, "weights", dict(weights))
 
@@ -119,17 +165,21 @@ class WeightScheduler:
     ) -> None:
         if interpolation not in INTERPOLATIONS:
             raise SpecError(
-                f"weight_schedule_type = {interpolation!r} is unknown; "
+                f"weight_schedule_type = {short(interpolation)} is unknown; "
                 f"use one of {', '.join(INTERPOLATIONS)}"
             )
         if not points:
             raise SpecError("weight_schedule is empty; give at least one point with step = 0")
+        for i, p in enumerate(points):
+            if not isinstance(p, WeightSchedulePoint):
+                raise SpecError(
+                    f"weight_schedule[{i}] = {short(p)} must be a WeightSchedulePoint(step, "
+                    "weights) or a table with the keys step and weights"
+                )
         self.names: tuple[str, ...] = tuple(names if names is not None else points[0].weights)
         checked: list[WeightSchedulePoint] = []
         for i, p in enumerate(points):
-            step = p.step
-            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-                raise SpecError(f"weight_schedule[{i}].step = {step!r} must be a whole number >= 0")
+            step = whole_number(p.step, f"weight_schedule[{i}].step", minimum=0, maximum=MAX_STEP)
             if checked and step <= checked[-1].step:
                 raise SpecError(
                     f"weight_schedule steps must increase strictly, but point {i} has step {step} "

@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import enum
 import json
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from mixindex.errors import SpecError, one_line
+from mixindex.errors import SpecError, clip, one_line, short
 from mixindex.schedule import (
     INTERPOLATIONS,
     WeightSchedulePoint,
     WeightScheduler,
     normalise_weights,
+    whole_number,
 )
 
 SourceType = Literal["parquet", "arrow"]
@@ -34,6 +36,9 @@ ROW_ORDERS: tuple[str, ...] = get_args(RowOrder)
 CacheKind = Literal["arrow"]
 
 MAX_SEED = 2**64 - 1
+# A block's slots are shuffled as one array: 2^24 positions keep that under a few hundred MB.
+MAX_BLOCK_SIZE = 2**24
+MAX_NUM_EXAMPLES = 2**62
 
 
 class StopStrategy(enum.StrEnum):
@@ -52,27 +57,15 @@ class StopStrategy(enum.StrEnum):
         except ValueError:
             choices = ", ".join(s.value for s in cls)
             raise SpecError(
-                f"mix.stop_strategy = {value!r} is unknown; use one of {choices}"
+                f"mix.stop_strategy = {short(value)} is unknown; use one of {choices}"
             ) from None
-
-
-def _whole(value: object, where: str, *, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise SpecError(f"{where} = {value!r} must be a whole number >= {minimum}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f" and <= {maximum}" if maximum is not None else ""
-        raise SpecError(f"{where} = {value!r} must be a whole number >= {minimum}{bound}")
-    return value
 
 
 def _check_keys(given: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
     for key in given:
         if key not in allowed:
             raise SpecError(
-                f"{where} has unknown key {key!r}; known keys: {', '.join(allowed)} "
+                f"{where} has unknown key {short(key)}; known keys: {', '.join(allowed)} "
                 "(check the spelling)"
             )
 
@@ -92,20 +85,21 @@ class DatasetConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
-            raise SpecError(f"datasets[].name = {self.name!r} must be a non-empty string")
+            raise SpecError(f"datasets[].name = {short(self.name)} must be a non-empty string")
+        name = short(self.name)
         if self.name.startswith("__"):
             raise SpecError(
-                f"dataset name {self.name!r} may not start with '__' (reserved for fields such "
+                f"dataset name {name} may not start with '__' (reserved for fields such "
                 "as __source__); rename it"
             )
         if self.type is not None and self.type not in SOURCE_TYPES:
             raise SpecError(
-                f"dataset {self.name!r} has type = {self.type!r}; use one of "
+                f"dataset {name} has type = {short(self.type)}; use one of "
                 f"{', '.join(SOURCE_TYPES)}, or leave it out to infer it from the files"
             )
         if self.cache is not None and self.cache != "arrow":
             raise SpecError(
-                f'dataset {self.name!r} has cache = {self.cache!r}; the only cache is "arrow"'
+                f'dataset {name} has cache = {short(self.cache)}; the only cache is "arrow"'
             )
         files = self.data_files
         if _is_hf_dataset(files):
@@ -118,7 +112,7 @@ class DatasetConfig:
             or not all(isinstance(f, (str, Path)) and str(f) for f in files)
         ):
             raise SpecError(
-                f"dataset {self.name!r} has data_files = {self.data_files!r}; give a path, a glob "
+                f"dataset {name} has data_files = {short(self.data_files)}; give a path, a glob "
                 "or a list of them (or a datasets.Dataset in Python)"
             )
         object.__setattr__(self, "data_files", [str(f) for f in files])
@@ -126,7 +120,9 @@ class DatasetConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], index: int = 0) -> DatasetConfig:
         if not isinstance(d, Mapping):
-            raise SpecError(f"datasets[{index}] = {d!r} must be a table with name and data_files")
+            raise SpecError(
+                f"datasets[{index}] = {short(d)} must be a table with name and data_files"
+            )
         _check_keys(d, [f.name for f in fields(cls)], f"datasets[{index}]")
         for key in ("name", "data_files"):
             if key not in d:
@@ -167,11 +163,17 @@ class MixStageConfig:
                 "mix.seed is missing; set a whole number, for example seed = 42 "
                 "(there is no implicit randomness)"
             )
-        _whole(self.seed, "mix.seed", minimum=0, maximum=MAX_SEED)
-        _whole(self.block_size, "mix.block_size", minimum=1, maximum=2**31)
+        # Stored back as plain ints: a numpy integer is accepted, a float never is.
+        seed = whole_number(self.seed, "mix.seed", minimum=0, maximum=MAX_SEED)
+        object.__setattr__(self, "seed", seed)
+        block = whole_number(self.block_size, "mix.block_size", minimum=1, maximum=MAX_BLOCK_SIZE)
+        object.__setattr__(self, "block_size", block)
         object.__setattr__(self, "stop_strategy", StopStrategy.parse(self.stop_strategy))
         if self.num_examples is not None:
-            _whole(self.num_examples, "mix.num_examples", minimum=1, maximum=2**62)
+            n = whole_number(
+                self.num_examples, "mix.num_examples", minimum=1, maximum=MAX_NUM_EXAMPLES
+            )
+            object.__setattr__(self, "num_examples", n)
         elif self.stop_strategy is StopStrategy.RESTART:
             raise SpecError(
                 "mix.num_examples is missing; stop_strategy = 'restart' never runs out, so say "
@@ -179,47 +181,50 @@ class MixStageConfig:
             )
         if self.row_order not in ROW_ORDERS:
             raise SpecError(
-                f"mix.row_order = {self.row_order!r} is unknown; use one of {', '.join(ROW_ORDERS)}"
+                f"mix.row_order = {short(self.row_order)} is unknown; "
+                f"use one of {', '.join(ROW_ORDERS)}"
             )
         if self.weight_schedule_type not in INTERPOLATIONS:
             raise SpecError(
-                f"mix.weight_schedule_type = {self.weight_schedule_type!r} is unknown; "
+                f"mix.weight_schedule_type = {short(self.weight_schedule_type)} is unknown; "
                 f"use one of {', '.join(INTERPOLATIONS)}"
             )
         if self.weights is not None and self.weight_schedule is not None:
             raise SpecError("mix has both weights and weight_schedule; keep one of them")
+        if self.weight_schedule is not None:
+            object.__setattr__(self, "weight_schedule", _schedule_points(self.weight_schedule))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> MixStageConfig:
         if not isinstance(d, Mapping):
-            raise SpecError(f"mix = {d!r} must be a table")
+            raise SpecError(f"mix = {short(d)} must be a table")
         _check_keys(d, [f.name for f in fields(cls)], "mix")
-        d = dict(d)
         if "seed" not in d:
             raise SpecError(
                 "mix.seed is missing; set a whole number, for example seed = 42 "
                 "(there is no implicit randomness)"
             )
-        schedule = d.get("weight_schedule")
-        if schedule is not None:
-            if not isinstance(schedule, list):
-                raise SpecError(
-                    f"mix.weight_schedule = {schedule!r} must be a list of "
-                    "{ step = N, weights = { ... } } points"
-                )
-            points = []
-            for i, p in enumerate(schedule):
-                if isinstance(p, WeightSchedulePoint):
-                    points.append(p)
-                    continue
-                if not isinstance(p, Mapping) or set(p) != {"step", "weights"}:
-                    raise SpecError(
-                        f"mix.weight_schedule[{i}] = {p!r} must have exactly the keys step and "
-                        "weights"
-                    )
-                points.append(WeightSchedulePoint(p["step"], p["weights"]))
-            d["weight_schedule"] = points
         return cls(**d)
+
+
+def _schedule_points(schedule: object) -> tuple[WeightSchedulePoint, ...]:
+    """Schedule points from WeightSchedulePoint objects or ``{step, weights}`` tables."""
+    if not isinstance(schedule, (list, tuple)):
+        raise SpecError(
+            f"mix.weight_schedule = {short(schedule)} must be a list of "
+            "{ step = N, weights = { ... } } points"
+        )
+    points = []
+    for i, p in enumerate(schedule):
+        if isinstance(p, WeightSchedulePoint):
+            points.append(p)
+            continue
+        if not isinstance(p, Mapping) or set(p) != {"step", "weights"}:
+            raise SpecError(
+                f"mix.weight_schedule[{i}] = {short(p)} must have exactly the keys step and weights"
+            )
+        points.append(WeightSchedulePoint(p["step"], p["weights"]))
+    return tuple(points)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -236,10 +241,12 @@ class PipelineConfig:
         seen: set[str] = set()
         for d in self.datasets:
             if not isinstance(d, DatasetConfig):
-                raise SpecError(f"datasets must hold DatasetConfig objects, got {d!r}")
+                raise SpecError(f"datasets must hold DatasetConfig objects, got {short(d)}")
             if d.name in seen:
-                raise SpecError(f"two datasets are named {d.name!r}; names must be unique")
+                raise SpecError(f"two datasets are named {short(d.name)}; names must be unique")
             seen.add(d.name)
+        if not isinstance(self.mix, MixStageConfig):
+            raise SpecError(f"mix must be a MixStageConfig, got {short(self.mix)}")
         object.__setattr__(self, "datasets", tuple(self.datasets))
         object.__setattr__(self, "base_dir", Path(self.base_dir))
         # Build the scheduler once now so that every weight problem surfaces at construction.
@@ -261,7 +268,7 @@ class PipelineConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], base_dir: Path | str | None = None) -> PipelineConfig:
         if not isinstance(d, Mapping):
-            raise SpecError(f"the spec must be a table with datasets and mix, got {d!r}")
+            raise SpecError(f"the spec must be a table with datasets and mix, got {short(d)}")
         _check_keys(d, ["datasets", "mix"], "the spec")
         if "datasets" not in d:
             raise SpecError("the spec has no datasets; add [[datasets]] entries")
@@ -269,7 +276,7 @@ class PipelineConfig:
             raise SpecError("the spec has no [mix] table; add one with at least seed")
         raw = d["datasets"]
         if not isinstance(raw, list):
-            raise SpecError(f"datasets = {raw!r} must be a list of tables")
+            raise SpecError(f"datasets = {short(raw)} must be a list of tables")
         datasets = [DatasetConfig.from_dict(x, i) for i, x in enumerate(raw)]
         return cls(
             datasets=datasets,
@@ -298,12 +305,16 @@ class PipelineConfig:
 def load_spec(path: str | Path) -> PipelineConfig:
     """Read a spec file (``.toml``, ``.yaml``/``.yml`` or ``.json``); paths are relative to it."""
     path = Path(path)
+    where = f"spec file {short(str(path))}"
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            # Reading a FIFO or a device would wait forever or never end.
+            raise SpecError(f"{where} is not a regular file; give the path of a spec file")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError(f"spec file {str(path)!r} does not exist; check the path") from None
+        raise SpecError(f"{where} does not exist; check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"spec file {str(path)!r} cannot be read: {exc}") from None
+        raise SpecError(f"{where} cannot be read: {clip(one_line(exc))}") from None
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
@@ -311,19 +322,36 @@ def load_spec(path: str | Path) -> PipelineConfig:
 
             data = tomllib.loads(text)
         elif suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = _load_yaml(text, where)
         elif suffix == ".json":
             data = json.loads(text)
         else:
-            raise SpecError(
-                f"spec file {str(path)!r} has suffix {suffix!r}; use .toml, .yaml, .yml or .json"
-            )
+            raise SpecError(f"{where} has suffix {short(suffix)}; use .toml, .yaml, .yml or .json")
     except SpecError:
         raise
     except Exception as exc:
         raise SpecError(
-            f"spec file {str(path)!r} is not valid {suffix[1:].upper()}: {one_line(exc)}"
+            f"{where} is not valid {suffix[1:].upper()}: {clip(one_line(exc))}"
         ) from None
     return PipelineConfig.from_dict(data, base_dir=path.resolve().parent)
+
+
+def _load_yaml(text: str, where: str) -> Any:
+    """YAML without aliases: nested aliases expand exponentially (a "billion laughs" bomb)."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise SpecError(
+                    f"{where} uses a YAML alias at line {mark.line + 1}; YAML aliases (&/*) are "
+                    "not allowed in a spec: write the value out"
+                )
+            return super().compose_node(parent, index)
+
+    loader = NoAliasLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()

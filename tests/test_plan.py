@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -9,6 +13,8 @@ from hypothesis import strategies as st
 from planning import plan
 
 from mixindex.errors import PlanError
+from mixindex.schedule import WeightSchedulePoint, WeightScheduler
+from mixindex.spec import StopStrategy
 
 # ---- golden sequences: these pin the exact output for good (S3, S6) ----------------------------
 
@@ -273,3 +279,89 @@ def test_no_row_past_a_source_end_is_ever_requested(mix: dict) -> None:
         p = plan(**mix, stop=stop)
         lengths = np.array(mix["lengths"])
         assert (p.row < lengths[p.source]).all()
+
+
+# ---- cost follows the mix, not the schedule or the epoch span ----------------------------------
+
+
+class Hung(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def alarm(seconds: int) -> Iterator[None]:
+    """Fail with Hung instead of running on (planning loops run Python between numpy calls)."""
+
+    def fire(signum: int, frame: object) -> None:
+        raise Hung(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("interpolation", ["step", "linear", "cosine"])
+@pytest.mark.parametrize("far", [10**12, 10**13])
+def test_a_far_schedule_point_does_not_slow_a_short_mix(interpolation: str, far: int) -> None:
+    # 20 sources of one row: the mix ends after 20 positions, long before the schedule's last
+    # point. Reading the schedule block by block up to it took 94 s at 10^9 (a day at 10^12); a
+    # point past 2^40 made the mix be refused as too long.
+    points = [(0, [1.0] * 20), (far, [1.0] * 19 + [5.0])]
+    with alarm(120):
+        p = plan(
+            [1] * 20,
+            points,
+            block_size=1,
+            seed=3,
+            stop="first_exhausted",
+            interpolation=interpolation,
+        )
+    assert len(p.source) == 20
+    assert sorted(p.source.tolist()) == list(range(20)) and (p.row == 0).all()
+    longer = plan(
+        [1] * 20, points, block_size=1, seed=3, num_examples=21, interpolation=interpolation
+    )
+    assert (longer.source[:20] == p.source).all()
+
+
+def test_memory_does_not_follow_the_epoch_span(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Past GROUPED_SOURCES sources, rows are computed for all positions at once; a 1-row source
+    # is at epoch ~ position while large sources stay at epoch 0, and a table of keys from the
+    # lowest to the highest epoch took 8 bytes per epoch in the span (800 MB at 10^8).
+    import tracemalloc
+
+    from mixindex import plan as plan_module
+
+    k = plan_module.GROUPED_SOURCES + 44
+    names = tuple(f"s{i}" for i in range(k))
+    inputs = plan_module.PlanInputs(
+        names=names,
+        lengths=(1,) + (10**6,) * (k - 1),
+        scheduler=WeightScheduler([WeightSchedulePoint(0, dict.fromkeys(names, 1.0))]),
+        block_size=1000,
+        seed=5,
+        stop=StopStrategy.RESTART,
+        num_examples=3 * 10**10,
+        row_order="shuffled",
+    )
+    planner = plan_module.Planner(inputs)  # planning nothing yet: _rows is called directly
+    rng = np.random.default_rng(0)
+    src = rng.integers(0, k, 100_000).astype(planner.source_dtype)
+    cursor = np.zeros(k, dtype=np.int64)
+    cursor[0] = 20_000_000  # the 1-row source is 2*10^7 passes in
+    tracemalloc.start()
+    try:
+        row, epoch = planner._rows(src, cursor)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * 2**20, f"{peak / 2**20:.0f} MiB for 100,000 positions"
+    assert int(epoch[src == 0].max()) == 20_000_000 + int((src == 0).sum()) - 1
+    # The same keys as hashing each distinct epoch: the per-source path gives the same rows.
+    monkeypatch.setattr(plan_module, "GROUPED_SOURCES", 10**6)
+    row2, epoch2 = planner._rows(src, cursor)
+    assert (row == row2).all() and (epoch == epoch2).all()

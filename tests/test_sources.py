@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import mixindex
 from mixindex.errors import SourceError
 from mixindex.sources import Source, open_source, reopen_source
 from mixindex.sources.arrow import ArrowSource
@@ -463,3 +464,90 @@ def test_take_after_fork(source: Source) -> None:
     _, wait_status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(wait_status) == 0
     assert source.take(ROWS[:10]).to_pylist() == expected(ROWS[:10])
+
+
+# -- what data_files may name: real files, each once ----------------------------------------
+
+
+class Hung(Exception):
+    """Not an OSError (TimeoutError is one, and glob swallows OSErrors)."""
+
+
+class _Alarm:
+    """Fail instead of hanging: raise Hung after ``seconds`` (pure-Python loops only)."""
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+
+    def __enter__(self) -> None:
+        import signal
+
+        def fire(signum: int, frame: object) -> None:
+            raise Hung(f"still running after {self.seconds} s")
+
+        self.old = signal.signal(signal.SIGALRM, fire)
+        signal.alarm(self.seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, self.old)
+
+
+def test_a_glob_through_symlink_loops_counts_each_file_once(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    write_parquet(table(0, 10), data / "a.parquet")
+    write_parquet(table(10, 7), data / "sub" / "b.parquet")
+    # Two loops: glob.glob walks 2^40 paths through them before the names get too long.
+    (data / "sub" / "up").symlink_to("..")
+    (data / "sub" / "up2").symlink_to("..")
+    with _Alarm(60):
+        src = open_dir(tmp_path, "data/**/*.parquet")
+    assert src.data_files == [str(data / "a.parquet"), str(data / "sub" / "b.parquet")]
+    assert len(src) == 17
+    assert src.take(np.arange(17)).to_pylist() == REFERENCE[:17]
+
+
+def test_a_file_reached_through_a_symlink_counts_once(tmp_path: Path) -> None:
+    write_parquet(table(0, 10), tmp_path / "a.parquet")
+    (tmp_path / "latest.parquet").symlink_to("a.parquet")
+    src = open_dir(tmp_path, "*.parquet")
+    assert src.data_files == [str(tmp_path / "a.parquet")] and len(src) == 10
+    with pytest.raises(SourceError, match=r"latest\.parquet' \(the same file as .*a\.parquet'\) "):
+        open_dir(tmp_path, ["a.parquet", "latest.parquet"])
+
+
+def test_a_broken_symlink_is_named(tmp_path: Path) -> None:
+    (tmp_path / "gone.parquet").symlink_to("nowhere.parquet")
+    with pytest.raises(SourceError, match=r"gone\.parquet' cannot be opened .*broken symlink"):
+        open_dir(tmp_path, "*.parquet")
+
+
+@pytest.mark.parametrize("data_files", ["data/*.parquet", "data/pipe.parquet"])
+def test_a_fifo_among_the_data_files_is_refused_without_waiting(
+    tmp_path: Path, data_files: str
+) -> None:
+    (tmp_path / "data").mkdir()
+    write_parquet(table(0, 10), tmp_path / "data" / "a.parquet")
+    os.mkfifo(tmp_path / "data" / "pipe.parquet")
+    spec = tmp_path / "mix.toml"
+    spec.write_text(
+        f'[[datasets]]\nname = "d"\ndata_files = "{data_files}"\n'
+        "[mix]\nseed = 1\nnum_examples = 10\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(mixindex.__file__).resolve().parents[1])}
+    out = tmp_path / "out.mixindex"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mixindex.cli", "build", str(spec), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "pipe.parquet' is not a regular file" in lines[0] and "dataset 'd'" in lines[0]
+    assert not out.exists()

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from auditing import assert_one_line_error
+from click.testing import CliRunner
 
+import mixindex
+from mixindex.cli import main
 from mixindex.errors import SpecError
 from mixindex.spec import (
+    MAX_BLOCK_SIZE,
     DatasetConfig,
     MixStageConfig,
     PipelineConfig,
@@ -132,3 +140,209 @@ def test_unreadable_spec_files(tmp_path: Path) -> None:
     txt.write_text("{}")
     with pytest.raises(SpecError, match=r"'\.txt'"):
         load_spec(txt)
+
+
+# ---- whole numbers, huge or odd values, YAML aliases ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        ("seed", 42.0, "42.0"),
+        ("block_size", 1000.0, "1000.0"),
+        ("num_examples", 1e4, "10000.0"),
+        ("seed", True, "True"),
+        ("block_size", True, "True"),
+        ("num_examples", False, "False"),
+        ("seed", "42", "'42'"),
+    ],
+)
+def test_a_float_or_bool_where_an_integer_belongs_is_refused(
+    key: str, value: object, shown: str
+) -> None:
+    d = json.loads(json.dumps(SPEC))
+    d["mix"][key] = value
+    with pytest.raises(SpecError, match=rf"mix\.{key} = {shown} is not an integer"):
+        PipelineConfig.from_dict(d)
+    # Python config objects are as strict as files.
+    with pytest.raises(SpecError, match=rf"mix\.{key} = {shown} is not an integer"):
+        MixStageConfig(**{**d["mix"], "weight_schedule": None})
+
+
+@pytest.mark.parametrize("step", [100.0, True])
+def test_a_schedule_step_must_be_an_integer(step: object) -> None:
+    d = json.loads(json.dumps(SPEC))
+    d["mix"]["weight_schedule"][1]["step"] = step
+    with pytest.raises(
+        SpecError, match=rf"weight_schedule\[1\]\.step = {step!r} is not an integer"
+    ):
+        PipelineConfig.from_dict(d)
+
+
+def test_numpy_integers_are_integers_and_stored_as_int() -> None:
+    import numpy as np
+
+    mix = MixStageConfig(seed=np.uint64(7), block_size=np.int32(10), num_examples=np.int64(50))
+    assert (mix.seed, mix.block_size, mix.num_examples) == (7, 10, 50)
+    assert all(type(v) is int for v in (mix.seed, mix.block_size, mix.num_examples))
+
+
+def test_block_size_is_capped() -> None:
+    assert MixStageConfig(seed=0, num_examples=1, block_size=MAX_BLOCK_SIZE).block_size == 2**24
+    with pytest.raises(SpecError, match=r"block_size = 16777217 is out of range.*<= 16777216"):
+        MixStageConfig(seed=0, num_examples=1, block_size=MAX_BLOCK_SIZE + 1)
+
+
+def test_weights_near_the_largest_float_normalise() -> None:
+    d = json.loads(json.dumps(SPEC))
+    d["mix"]["weight_schedule"][0]["weights"] = {"code": 1e308, "text": 1e308}
+    d["mix"]["weight_schedule"][1]["weights"] = {"code": 1.5e308, "text": 0.5e308}
+    points = PipelineConfig.from_dict(d).to_dict()["mix"]["weight_schedule"]
+    assert points[0]["weights"] == {"code": 0.5, "text": 0.5}
+    assert points[1]["weights"] == {"code": 0.75, "text": 0.25}
+
+
+@pytest.mark.parametrize("weight", [float("nan"), float("inf"), 10**400])
+def test_weights_that_are_not_finite_are_refused(weight: object) -> None:
+    d = json.loads(json.dumps(SPEC))
+    d["mix"]["weight_schedule"][0]["weights"]["text"] = weight
+    with pytest.raises(SpecError, match=r"\['text'\] = .* must be a finite number >= 0"):
+        PipelineConfig.from_dict(d)
+
+
+def test_python_configs_are_checked_like_files() -> None:
+    ds = [DatasetConfig(name="a", data_files="a.arrow"), DatasetConfig(name="b", data_files="b")]
+    mix = MixStageConfig(
+        seed=1, num_examples=5, weight_schedule=[{"step": 0, "weights": {"a": 1, "b": 3}}]
+    )
+    assert PipelineConfig(datasets=ds, mix=mix).scheduler().get_weights(0) == {"a": 0.25, "b": 0.75}
+    with pytest.raises(SpecError, match=r"weight_schedule\[0\] = 5 must have exactly the keys"):
+        MixStageConfig(seed=1, num_examples=5, weight_schedule=[5])
+    with pytest.raises(SpecError, match="weights of the schedule point at step 0 = 3 must be a"):
+        MixStageConfig(seed=1, num_examples=5, weight_schedule=[{"step": 0, "weights": 3}])
+    with pytest.raises(SpecError, match=r"mix must be a MixStageConfig, got \{\}"):
+        PipelineConfig(datasets=ds, mix={})  # type: ignore[arg-type]
+
+
+def test_messages_quote_huge_values_shortly() -> None:
+    d = json.loads(json.dumps(SPEC))
+    d["mix"]["seed"] = "9" * 1_000_000
+    with pytest.raises(SpecError) as e:
+        PipelineConfig.from_dict(d)
+    assert "mix.seed = '999" in str(e.value) and len(str(e.value)) < 500
+    d["mix"]["seed"] = 1
+    d["mix"]["weight_schedule"][0]["weights"] = [list(range(1000))] * 1000
+    with pytest.raises(SpecError, match=r"step 0 = \[\[0, 1, 2, 3, \.\.\.\], ") as e:
+        PipelineConfig.from_dict(d)
+    assert len(str(e.value)) < 500
+
+
+def run_cli(*args: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The CLI in a real process (a hang or a blow-up must not take the test run with it)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(mixindex.__file__).resolve().parents[1])}
+    return subprocess.run(
+        [sys.executable, "-m", "mixindex.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def assert_one_line(proc: subprocess.CompletedProcess[str], *mentions: str) -> str:
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
+    for m in mentions:
+        assert m in lines[0], (m, lines[0])
+    return lines[0]
+
+
+YAML_BOMB = "\n".join(
+    ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    + [
+        f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    ]
+    + ["datasets: *i", "mix: {seed: *i}"]
+)
+
+
+def test_a_yaml_alias_bomb_fails_fast_with_one_short_line(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(YAML_BOMB + "\n")
+    line = assert_one_line(
+        run_cli("build", path, "-o", tmp_path / "out.mixindex", timeout=60),
+        "bomb.yaml",
+        "YAML alias",
+        "line 2",
+    )
+    assert len(line) < 500
+    assert not (tmp_path / "out.mixindex").exists()
+
+
+def test_any_yaml_alias_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        "datasets: [{name: a, data_files: a.arrow}]\nmix: {seed: &s 1, num_examples: *s}\n"
+    )
+    with pytest.raises(SpecError, match="uses a YAML alias at line 2; YAML aliases"):
+        load_spec(path)
+
+
+@pytest.mark.parametrize(
+    ("line", "mentions"),
+    [
+        ("seed = 42.0", ["mix.seed = 42.0 is not an integer", "(here 42)"]),
+        ("seed = true", ["mix.seed = True is not an integer"]),
+        ("block_size = 1000.0", ["mix.block_size = 1000.0", "(here 1000)"]),
+        ("num_examples = 1e4", ["mix.num_examples = 10000.0", "(here 10000)"]),
+        ("block_size = 134217728", ["mix.block_size = 134217728 is out of range", "16777216"]),
+        ("weights = { a = nan, b = 1 }", ["mix.weights['a'] = nan", "finite"]),
+        ("weights = { a = inf, b = 1 }", ["mix.weights['a'] = inf", "finite"]),
+        ("weight_schedule = [ { step = 0.0, weights = { a = 1, b = 1 } } ]", ["step = 0.0"]),
+    ],
+)
+def test_bad_numbers_in_a_spec_file_get_one_line(
+    tmp_path: Path, line: str, mentions: list[str]
+) -> None:
+    key = line.split(" = ")[0]
+    mix = {"seed": "7", "num_examples": "100", key: line.split(" = ", 1)[1]}
+    path = tmp_path / "mix.toml"
+    path.write_text(
+        '[[datasets]]\nname = "a"\ndata_files = "a.arrow"\n'
+        '[[datasets]]\nname = "b"\ndata_files = "b.arrow"\n'
+        "[mix]\n" + "".join(f"{k} = {v}\n" for k, v in mix.items())
+    )
+    out = tmp_path / "out.mixindex"
+    result = CliRunner().invoke(main, ["build", str(path), "-o", str(out)])
+    assert_one_line_error(result, *mentions)
+    assert not out.exists()
+
+
+def test_huge_weights_in_a_spec_file_build(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    for name in ("a", "b"):
+        feather.write_feather(pa.table({"x": list(range(10))}), str(tmp_path / f"{name}.arrow"))
+    path = tmp_path / "mix.toml"
+    path.write_text(
+        '[[datasets]]\nname = "a"\ndata_files = "a.arrow"\n'
+        '[[datasets]]\nname = "b"\ndata_files = "b.arrow"\n'
+        "[mix]\nseed = 1\nnum_examples = 20\nblock_size = 10\nweights = { a = 1e308, b = 1e308 }\n"
+    )
+    result = CliRunner().invoke(main, ["build", str(path), "-o", str(tmp_path / "o.mixindex")])
+    assert result.exit_code == 0, result.output
+    assert len(mixindex.open(tmp_path / "o.mixindex")) == 20
+
+
+def test_a_spec_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "mix.toml"
+    os.mkfifo(fifo)
+    assert_one_line(
+        run_cli("build", fifo, "-o", tmp_path / "out.mixindex", timeout=60),
+        "mix.toml",
+        "not a regular file",
+    )

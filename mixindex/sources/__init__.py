@@ -11,19 +11,22 @@
 ``*.parquet`` files, Arrow files (``*.arrow``, ``*.feather``, ``*.ipc``), or is a
 ``datasets.Dataset.save_to_disk`` folder (its ``state.json`` gives the files in order). Names
 starting with ``.`` or ``_`` in a folder are skipped (``_SUCCESS``, ``_metadata``). Paths are
-made absolute but symlinks are kept, so a fingerprint sees the names the user sees.
+made absolute but symlinks are kept, so a fingerprint sees the names the user sees; a file reached
+twice through symlinks counts once, and ``**`` enters each real folder once, so a symlink loop
+ends. Only regular files are sources: a FIFO or a device would block or never end.
 """
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import json
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mixindex.errors import SourceError
+from mixindex.errors import SourceError, clip, one_line, short
 from mixindex.sources.base import Source
 
 if TYPE_CHECKING:
@@ -45,8 +48,8 @@ def open_source(config: DatasetConfig, base_dir: Path | str) -> Source:
     if is_hf_dataset(config.data_files):
         if config.type not in (None, "arrow"):
             raise SourceError(
-                f"dataset {name!r} is a datasets.Dataset, which is read as type 'arrow', not "
-                f"{config.type!r}; leave type out"
+                f"dataset {short(name)} is a datasets.Dataset, which is read as type 'arrow', not "
+                f"{short(config.type)}; leave type out"
             )
         from mixindex.sources.hf import open_hf_dataset
 
@@ -67,7 +70,7 @@ def reopen_source(record: Mapping[str, Any], data_files: Any = None) -> Source:
     kind = record.get("type")
     if not isinstance(name, str) or kind not in _TYPES:
         raise SourceError(
-            f"source record {dict(record)!r} needs a name and a type of parquet or arrow; "
+            f"source record {short(dict(record))} needs a name and a type of parquet or arrow; "
             "pass what Source.describe() returned"
         )
     from mixindex.sources.hf import is_hf_dataset
@@ -81,15 +84,16 @@ def reopen_source(record: Mapping[str, Any], data_files: Any = None) -> Source:
     files = list(record.get("data_files") or [])
     if not files:
         raise SourceError(
-            f"dataset {name!r} was an in-memory datasets.Dataset, which an index cannot reopen "
-            "by itself; pass the same dataset again for it"
+            f"dataset {short(name)} was an in-memory datasets.Dataset, which an index cannot "
+            "reopen by itself; pass the same dataset again for it"
         )
     for f in files:
-        if not os.path.isfile(f):
+        if not os.path.lexists(f):
             raise SourceError(
-                f"dataset {name!r}: file {f!r} recorded in the index does not exist; restore it "
-                "or pass data_files to point at the files' new place"
+                f"dataset {short(name)}: file {short(f)} recorded in the index does not exist; "
+                "restore it or pass data_files to point at the files' new place"
             )
+        _check_regular(name, f)
     return _open_files(name, kind, files)
 
 
@@ -106,35 +110,116 @@ def _open_files(name: str, kind: str, files: list[str]) -> Source:
 def resolve_files(
     name: str, data_files: str | os.PathLike[str] | Sequence[Any], base_dir: Path, kind: str | None
 ) -> list[str]:
-    """Absolute file paths, in read order, for ``data_files`` entries relative to ``base_dir``."""
+    """Absolute file paths, in read order, for ``data_files`` entries relative to ``base_dir``.
+
+    Within one entry, a file reached again through a symlink is dropped (the first name in sorted
+    order is kept); the same file named by two entries is an error.
+    """
     entries = [data_files] if isinstance(data_files, (str, os.PathLike)) else list(data_files)
     base = os.path.abspath(base_dir)
     files: list[str] = []
+    owner: dict[str, str] = {}
     for entry in entries:
         text = os.fspath(entry)
-        path = os.path.abspath(os.path.join(base, os.path.expanduser(text)))
-        if os.path.exists(path):
+        expanded = os.path.expanduser(text)
+        path = os.path.abspath(os.path.join(base, expanded))
+        if os.path.lexists(path):
             matches = [path]
         elif any(c in text for c in _GLOB_CHARS):
-            matches = sorted(glob.glob(path, recursive=True))
+            # Only the user's text is a pattern: base_dir may hold [ or * in a folder name.
+            root = base if not os.path.isabs(expanded) else os.sep
+            matches = sorted(_glob(root, os.path.normpath(expanded)))
         else:
             matches = []
         if not matches:
             raise SourceError(
-                f"dataset {name!r}: data_files {text!r} matched no file (looked in "
-                f"{_fixed_prefix(path)}); check the path or glob"
+                f"dataset {short(name)}: data_files {short(text)} matched no file (looked in "
+                f"{short(_fixed_prefix(path))}); check the path or glob"
             )
+        mine: set[str] = set()
         for m in matches:
-            files.extend(_folder_files(name, m, kind) if os.path.isdir(m) else [m])
-    seen: set[str] = set()
-    for f in files:
-        if f in seen:
-            raise SourceError(
-                f"dataset {name!r}: file {f!r} is listed twice in data_files; list each file "
-                "once (oversample with weights instead)"
-            )
-        seen.add(f)
+            for f in _folder_files(name, m, kind) if os.path.isdir(m) else [m]:
+                _check_regular(name, f)
+                real = os.path.realpath(f)
+                if real in mine:
+                    continue
+                if real in owner:
+                    same = "" if owner[real] == f else f" (the same file as {short(owner[real])})"
+                    raise SourceError(
+                        f"dataset {short(name)}: file {short(f)}{same} is listed twice in "
+                        "data_files; list each file once (oversample with weights instead)"
+                    )
+                mine.add(real)
+                owner[real] = f
+                files.append(f)
     return files
+
+
+def _check_regular(name: str, path: str) -> None:
+    """SourceError unless ``path`` is a regular file (following symlinks)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise SourceError(
+            f"dataset {short(name)}: file {short(path)} cannot be opened "
+            f"({clip(one_line(exc))}); check the path (a broken symlink?)"
+        ) from None
+    if not stat.S_ISREG(mode):
+        raise SourceError(
+            f"dataset {short(name)}: {short(path)} is not a regular file (a FIFO, device or "
+            "socket); data_files must name data files"
+        )
+
+
+def _glob(root: str, pattern: str) -> set[str]:
+    """Paths under ``root`` matching ``pattern`` (glob syntax, ``**`` for any number of folders).
+
+    Like :func:`glob.glob` with ``recursive=True`` (wildcards skip names starting with ``.``),
+    except that ``**`` enters each real folder once per pattern position: a symlink loop such as
+    ``sub/up -> ..`` ends instead of being walked until the path is too long.
+    """
+    parts = [p for p in pattern.split(os.sep) if p not in ("", ".")]
+    found: set[str] = set()
+    entered: set[tuple[str, int]] = set()
+
+    def names(folder: str, part: str) -> list[str]:
+        try:
+            with os.scandir(folder) as it:
+                listed = [e.name for e in it]
+        except OSError:
+            return []
+        hidden_ok = part.startswith(".")
+        return sorted(n for n in listed if (hidden_ok or n[0] != ".") and fnmatch.fnmatch(n, part))
+
+    def walk(folder: str, i: int) -> None:
+        if i == len(parts):
+            found.add(folder)
+            return
+        part = parts[i]
+        if part == "**":
+            key = (os.path.realpath(folder), i)
+            if key in entered:
+                return
+            entered.add(key)
+            walk(folder, i + 1)
+            for n in names(folder, "*"):
+                sub = os.path.join(folder, n)
+                if os.path.isdir(sub):
+                    walk(sub, i)
+                elif i + 1 == len(parts):
+                    found.add(sub)  # a trailing ** matches files too
+        elif any(c in part for c in _GLOB_CHARS):
+            for n in names(folder, part):
+                sub = os.path.join(folder, n)
+                if i + 1 == len(parts) or os.path.isdir(sub):
+                    walk(sub, i + 1)
+        else:
+            sub = os.path.join(folder, part)
+            if os.path.lexists(sub) and (i + 1 == len(parts) or os.path.isdir(sub)):
+                walk(sub, i + 1)
+
+    walk(root, 0)
+    return found
 
 
 def _fixed_prefix(path: str) -> str:
@@ -162,8 +247,8 @@ def _folder_files(name: str, folder: str, kind: str | None) -> list[str]:
     )
     if not found:
         raise SourceError(
-            f"dataset {name!r}: folder {folder!r} has no {' or '.join(suffixes)} files and no "
-            "state.json; check the path"
+            f"dataset {short(name)}: folder {short(folder)} has no {' or '.join(suffixes)} "
+            "files and no state.json; check the path"
         )
     return [os.path.join(folder, n) for n in found]
 
@@ -175,13 +260,14 @@ def _save_to_disk_files(name: str, folder: str, state_path: str) -> list[str]:
         files = [os.path.join(folder, d["filename"]) for d in state["_data_files"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SourceError(
-            f"dataset {name!r}: {state_path!r} is not a datasets save_to_disk state "
-            f"({type(exc).__name__}: {exc}); point data_files at the .arrow files instead"
+            f"dataset {short(name)}: {short(state_path)} is not a datasets save_to_disk state "
+            f"({type(exc).__name__}: {clip(one_line(exc))}); point data_files at the .arrow files "
+            "instead"
         ) from None
     if not files:
         raise SourceError(
-            f"dataset {name!r}: {state_path!r} lists no data files; remove the dataset or point "
-            "it at data"
+            f"dataset {short(name)}: {short(state_path)} lists no data files; remove the "
+            "dataset or point it at data"
         )
     return files
 
@@ -197,12 +283,12 @@ def infer_type(name: str, files: Sequence[str]) -> str:
             kinds.setdefault("arrow", f)
         else:
             raise SourceError(
-                f"dataset {name!r}: cannot tell the type of {f!r} from its suffix; set "
+                f"dataset {short(name)}: cannot tell the type of {short(f)} from its suffix; set "
                 'type = "parquet" or type = "arrow"'
             )
     if len(kinds) > 1:
         raise SourceError(
-            f"dataset {name!r}: data_files mixes Parquet ({kinds['parquet']!r}) and Arrow "
-            f"({kinds['arrow']!r}) files; set type, or split them into two datasets"
+            f"dataset {short(name)}: data_files mixes Parquet ({short(kinds['parquet'])}) and "
+            f"Arrow ({short(kinds['arrow'])}) files; set type, or split them into two datasets"
         )
     return next(iter(kinds))
