@@ -111,13 +111,13 @@ def _build(
         if not compress:
             # Compressed sizes are known only after writing; an uncompressed index's is now.
             needed = estimate_bytes(
-                length_bound=planner.length_bound,
+                length_bound=planner.size_bound,
                 block_size=config.mix.block_size,
                 chunk_blocks=planner.chunk_blocks,
                 num_sources=len(sources),
                 dtypes=dtypes,
             )
-            check_free_space(out, needed, planner.length_bound)
+            check_free_space(out, needed, planner.size_bound)
     except BaseException:
         for src in sources:
             src.close()
@@ -139,11 +139,13 @@ def _build(
             num_sources=len(records),
             chunk_blocks=planner.chunk_blocks,
             block_size=config.mix.block_size,
-            length_bound=planner.length_bound,
+            # Sized by the tighter bound: zarr's resize at commit visits every chunk between the
+            # final length and the shape, which for a far schedule point would be billions.
+            length_bound=planner.size_bound,
             force=force,
             compress=compress,
         ) as writer,
-        _progress(planner.length_bound, quiet) as bar,
+        _progress(planner.size_bound, quiet) as bar,
     ):
         # Counting blocks is sequential; turning counts into positions and writing them is not.
         # One background thread does the latter (numpy and file writes release the GIL) while

@@ -189,6 +189,21 @@ class Planner:
             )
         return int(bound)
 
+    @property
+    def size_bound(self) -> int:
+        """An upper bound on the mix length for sizing the output (the free-space check).
+
+        ``length_bound`` keeps the loose bound that sets the chunking of mixes accepted before;
+        a ``first_exhausted`` or ``all_exhausted`` mix that ends long before a far schedule point
+        would then look far too big for the disk, so take the tighter bound where it is smaller.
+        """
+        inp = self.inputs
+        if inp.stop is StopStrategy.RESTART:
+            return self.length_bound
+        first = inp.stop is StopStrategy.FIRST_EXHAUSTED
+        tight = length_bound(inp.scheduler, inp.block_size, self.lengths, first_only=first)
+        return int(min(self.length_bound, tight)) if math.isfinite(tight) else self.length_bound
+
     def _epoch_dtype(self) -> np.dtype:
         if self.inputs.stop is StopStrategy.FIRST_EXHAUSTED:
             return np.dtype(np.uint8)

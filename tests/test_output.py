@@ -186,6 +186,28 @@ def test_an_index_larger_than_the_free_space_is_refused_at_once(
     assert not (tmp_path / "cache").exists(), "refused before converting anything"
 
 
+def test_a_short_mix_with_a_far_schedule_point_is_not_sized_by_the_far_point(
+    data: Data, write_spec: SpecWriter, tmp_path: Path
+) -> None:
+    # first_exhausted ends after a few hundred positions, but its loose length bound reaches past
+    # the schedule's last point (10^12): sized by that bound, the index would need terabytes.
+    far = {"code": 1, "notes": 1, "docs": 2}
+    spec = write_spec(
+        spec_dict(
+            stop_strategy="first_exhausted",
+            num_examples=None,
+            weights=None,
+            weight_schedule=[
+                {"step": 0, "weights": {"code": 1, "notes": 1, "docs": 1}},
+                {"step": 10**12, "weights": far},
+            ],
+        )
+    )
+    out = tmp_path / "mix.mixindex"
+    assert_ok(run("build", spec, "-o", out, "--quiet"))
+    assert mixindex.open(out).num_examples < 1000
+
+
 def test_the_estimate_bounds_the_size_written(
     data: Data, write_spec: SpecWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
