@@ -79,19 +79,26 @@ def _window_blocks(index: StoredIndex, window: int | None) -> int:
     return max(1, math.ceil(window / block_size))
 
 
-def report(index: StoredIndex, *, window: int | None = None) -> dict[str, Any]:
+def report(index: StoredIndex, *, window: int | None = None, **limits: Any) -> dict[str, Any]:
     """A JSON-ready report: the summary of ``inspect`` plus coverage, repeats, first and last
     position per source, and realised vs. target weights per window of ``window`` positions
-    (rounded up to whole blocks; default about a tenth of the mix)."""
-    from mixindex.audit import connect
+    (rounded up to whole blocks; default about a tenth of the mix). ``limits``
+    (``memory_limit``, ``temp_limit``, ``timeout``) bound its DuckDB query, as in
+    :func:`mixindex.audit.connect`."""
+    from mixindex.audit import connect, query
 
     out = summarize(index)
-    con = connect(index)
-    try:
-        rows = con.sql(_PER_SOURCE_SQL).fetchall()
-    finally:
-        con.close()
-    seen = {int(r[0]): r[1:] for r in rows}
+    with connect(index, **limits) as con:
+        rows = query(con, _PER_SOURCE_SQL).read_all().to_pylist()
+    seen = {
+        int(r["source_id"]): (
+            r["distinct_rows"],
+            r["max_repeats"],
+            r["first_position"],
+            r["last_position"],
+        )
+        for r in rows
+    }
     for i, src in enumerate(out["sources"]):
         distinct, repeats, first, last = seen.get(i, (0, 0, None, None))
         src["distinct_rows"] = int(distinct)
