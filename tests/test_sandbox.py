@@ -9,7 +9,6 @@ import _thread
 import gc
 import os
 import stat
-import tempfile
 import threading
 from pathlib import Path
 
@@ -23,25 +22,6 @@ from mixindex.sandbox import QueryTimeout, Sandbox
 N = DEFAULT_MIX["num_examples"]
 # Runs for hours: only an interrupt ends it.
 ENDLESS = "SELECT count(*) FROM range(1000000000000) a, range(1000) b WHERE a.range + b.range = 3"
-
-
-@pytest.fixture
-def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The system's temporary folder, here an empty one of the test's own."""
-    folder = tmp_path / "system-tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
-
-
-@pytest.fixture
-def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The working directory, with a user's file in ``.tmp`` (DuckDB's default temp folder)."""
-    work = tmp_path / "work"
-    (work / ".tmp").mkdir(parents=True)
-    (work / ".tmp" / "x.csv").write_text("precious\n", encoding="utf-8")
-    monkeypatch.chdir(work)
-    return work
 
 
 def setting(con: Sandbox, name: str) -> str:
