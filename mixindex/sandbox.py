@@ -159,9 +159,11 @@ class Sandbox:
         # connection (and so its spill folder) alive after the sandbox itself is dropped.
         self._remove = weakref.finalize(self.con, shutil.rmtree, self.temp_dir, True)
         self._running: _Run | None = None
+        self._locked = False
 
     def lock(self) -> None:
-        """Switch off files, extensions and persistent secrets, and freeze the settings."""
+        """Switch off files, extensions and persistent secrets, and freeze the settings (done
+        by the first query if the caller has not)."""
         for setting in (
             "SET autoinstall_known_extensions = false",
             "SET autoload_known_extensions = false",
@@ -170,17 +172,33 @@ class Sandbox:
             "SET lock_configuration = true",
         ):
             self.con.execute(setting)
+        self._locked = True
 
     def sql(self, sql: str) -> Any:
-        """DuckDB's ``sql`` on this connection, on the caller's thread (no timeout, no statement
-        check beyond DuckDB's own refusals); :meth:`run` is the guarded way."""
+        """DuckDB's lazy relation for ``sql``, checked like :meth:`run` but run on the caller's
+        thread when fetched: no timeout, and Ctrl-C waits for DuckDB."""
+        self._ready(sql)
         return self.con.sql(sql)
 
+    def execute(self, sql: str, parameters: object = None) -> Any:
+        """DuckDB's ``execute``, checked like :meth:`run`, on the caller's thread."""
+        self._ready(sql)
+        return self.con.execute(sql, parameters)
+
     def __getattr__(self, name: str) -> Any:
-        # Anything else is DuckDB's (execute, register, ...); looked up only once ``con`` exists.
+        # The rest of DuckDB's connection (register, interrupt, ...); ``con`` itself is the raw,
+        # unchecked connection.
         if "con" not in self.__dict__:
             raise AttributeError(name)
         return getattr(self.con, name)
+
+    def _ready(self, sql: str) -> None:
+        # DuckDB refuses a second call on a connection that is busy: end the last query first.
+        if self._running is not None:
+            self._running.cancel()
+        if not self._locked:
+            self.lock()
+        self.check(sql)
 
     def check(self, sql: str) -> None:
         """QueryError unless every statement of ``sql`` is of a kind in ``ALLOWED``."""
@@ -206,10 +224,7 @@ class Sandbox:
         """Check and run ``sql``; its result streams from a worker thread. QueryError with
         DuckDB's message on one line, QueryTimeout past ``timeout`` seconds (default: the
         sandbox's); a KeyboardInterrupt while waiting stops the query and is re-raised."""
-        # DuckDB refuses a second call on a connection that is busy: end the last query first.
-        if self._running is not None:
-            self._running.cancel()
-        self.check(sql)
+        self._ready(sql)
         limit = self.timeout if timeout is None else check_timeout(timeout, "timeout")
         self._running = run = _Run(self, sql, batch_rows, limit)
         schema = run.next()

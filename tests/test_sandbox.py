@@ -194,3 +194,21 @@ def test_no_spill_into_the_working_directory(
         assert query(con, sql).read_all()["n"].to_pylist() == [2_000_000]
     assert sorted(os.listdir(user_dir / ".tmp")) == ["x.csv"]
     assert list(private_tmp.iterdir()) == []
+
+
+def test_sql_and_execute_are_checked_too(shared: Shared, private_tmp: Path) -> None:
+    with connect(shared.index) as con:
+        for call in (con.sql, con.execute):
+            with pytest.raises(QueryError, match="COPY statements are refused"):
+                call(f"COPY (SELECT 1) TO '{con.temp_dir}/x.csv'")
+        assert list(con.temp_dir.iterdir()) == []
+        assert con.execute("SELECT count(*) FROM mix").fetchall() == [(N,)]
+
+
+def test_a_bare_sandbox_locks_itself_before_its_first_query(private_tmp: Path) -> None:
+    with Sandbox(memory_limit="1GB") as box:
+        sql = "SELECT current_setting('lock_configuration') a, current_setting('memory_limit') b"
+        assert box.run(sql).read_all().to_pylist() == [{"a": True, "b": "953.6 MiB"}]
+        with pytest.raises(QueryError):
+            box.run("SET memory_limit = '4GB'")
+    assert list(private_tmp.iterdir()) == []
