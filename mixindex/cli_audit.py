@@ -45,7 +45,8 @@ def stoppable(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except KeyboardInterrupt:
-            click.echo("error: query interrupted (Ctrl-C); nothing was written", err=True)
+            line = "interrupted (Ctrl-C): the query was stopped and its temporary files removed"
+            click.echo(f"error: {line}", err=True)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]

@@ -229,7 +229,10 @@ class Sandbox:
         self._running = run = _Run(self, sql, batch_rows, limit)
         schema = run.next()
         assert isinstance(schema, pa.Schema)  # the worker's first item is always the schema
-        return pa.RecordBatchReader.from_batches(schema, run.batches())
+        batches = run.batches()
+        # A result dropped unread must not leave its worker (and the connection) busy.
+        weakref.finalize(batches, run.abandon)
+        return pa.RecordBatchReader.from_batches(schema, batches)
 
     def interrupt(self) -> None:
         """Stop the query in flight, if any (from any thread)."""
@@ -374,6 +377,12 @@ class _Run:
         while (item := self.next()) is not _END:
             assert isinstance(item, pa.RecordBatch)
             yield item
+
+    def abandon(self) -> None:
+        """Tell the worker to stop, without waiting for it (safe from a finalizer)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._box.interrupt()
 
     def cancel(self) -> None:
         """Stop the worker: DuckDB's interrupt, repeated (one that lands between two

@@ -341,7 +341,9 @@ def test_cli_ctrl_c_stops_a_query(shared: Shared, tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == 130, err
     assert out == ""
-    assert err.splitlines() == ["error: query interrupted (Ctrl-C); nothing was written"]
+    assert err.splitlines() == [
+        "error: interrupted (Ctrl-C): the query was stopped and its temporary files removed"
+    ]
     assert list(system_tmp.iterdir()) == []
     assert list(work.iterdir()) == []
 

@@ -212,3 +212,19 @@ def test_a_bare_sandbox_locks_itself_before_its_first_query(private_tmp: Path) -
         with pytest.raises(QueryError):
             box.run("SET memory_limit = '4GB'")
     assert list(private_tmp.iterdir()) == []
+
+
+def test_a_dropped_result_frees_its_worker(shared: Shared) -> None:
+    def workers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "mixindex-query"]
+
+    with connect(shared.index) as con:
+        result = query(con, "SELECT * FROM range(1000000000000)", timeout=600)
+        assert len(workers()) == 1
+        del result
+        gc.collect()
+        for _ in range(600):  # generous: only to avoid a hang
+            if not workers():
+                break
+            threading.Event().wait(0.1)
+        assert workers() == []
