@@ -15,8 +15,9 @@ pages are unmapped once DuckDB has consumed it, so a full scan holds a few chunk
 Only ``position`` is computed (8 bytes a row, per chunk); ``block`` is ``position // block_size``
 in SQL.
 
-The connection is read-only towards the outside: after the views are registered, external
-access (files, ATTACH, COPY ... TO, extensions) is switched off and the configuration locked.
+The connection is a :class:`mixindex.sandbox.Sandbox`: limited memory and spill space in a
+private temporary folder, no file of the user's reachable (external access off, statements that
+write refused, configuration locked), and queries that a timeout or Ctrl-C stops.
 
 >>> # con = connect("mix.mixindex")
 >>> # con.sql("SELECT source, count(*) FROM mix GROUP BY 1").fetchall()
@@ -30,17 +31,15 @@ import decimal
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
 
 from mixindex.errors import QueryError
+from mixindex.sandbox import DEFAULT_MEMORY_LIMIT, DEFAULT_TEMP_LIMIT, Sandbox
 from mixindex.store import POSITION_ARRAYS, StoredIndex
 from mixindex.summary import scheduler_of
-
-if TYPE_CHECKING:
-    import duckdb
 
 __all__ = ["FORMATS", "VIEWS", "connect", "format_table", "query", "write_result"]
 
@@ -48,12 +47,10 @@ VIEWS = ("mix", "sources", "blocks", "schedule")
 FORMATS = ("table", "csv", "json", "parquet")
 BATCH_ROWS = 1 << 17
 
-# Settings applied after the views exist, in this order; the last one freezes them all.
-_LOCKDOWN = (
-    "SET autoinstall_known_extensions = false",
-    "SET autoload_known_extensions = false",
-    "SET enable_external_access = false",
-    "SET lock_configuration = true",
+# What a refused statement's error adds: what audit SQL can do instead.
+_REFUSED = (
+    "; audit queries can only read the views mix, sources, blocks, schedule "
+    "(write results with --format csv|json|parquet -o FILE)"
 )
 
 
@@ -182,78 +179,58 @@ def _check_chunk_files(index: StoredIndex) -> None:
             arr.check_file(i)
 
 
-def connect(index: str | Path | StoredIndex) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the views ``mix``, ``sources``, ``blocks``,
-    ``schedule`` over ``index``; it cannot read or write files, attach or load anything.
+def connect(
+    index: str | Path | StoredIndex,
+    *,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    temp_limit: str = DEFAULT_TEMP_LIMIT,
+    timeout: float | None = None,
+) -> Sandbox:
+    """A DuckDB connection (a :class:`~mixindex.sandbox.Sandbox`) with the views ``mix``,
+    ``sources``, ``blocks``, ``schedule`` over ``index``. It reads and writes no file of the
+    user's, uses at most ``memory_limit`` of memory and ``temp_limit`` of spill space in a
+    private temporary folder, and stops a :func:`query` after ``timeout`` seconds. Close it
+    (or use ``with``) to remove that folder.
 
-    >>> # connect("mix.mixindex").sql("SELECT count(*) FROM mix").fetchone()
+    >>> # with connect("mix.mixindex") as con: query(con, "SELECT count(*) FROM mix").read_all()
     """
-    import duckdb
-
     stored = index if isinstance(index, StoredIndex) else StoredIndex(index)
     _check_chunk_files(stored)
     block_size = int(stored.meta["block_size"])
-    con = duckdb.connect(":memory:")
-    con.register("_mixindex_mix", _mix_stream(stored))
-    con.register("_mixindex_blocks", _blocks_stream(stored))
-    con.register("_mixindex_sources", _sources_table(stored))
-    con.register("_mixindex_schedule", _schedule_table(stored))
-    con.execute(
-        "CREATE VIEW mix AS SELECT position, position // "
-        f"{block_size} AS block, CAST(source AS VARCHAR) AS source, "
-        "CAST(source_id AS INTEGER) AS source_id, CAST(row AS BIGINT) AS row, "
-        "CAST(epoch AS INTEGER) AS epoch FROM _mixindex_mix"
+    box = Sandbox(
+        memory_limit=memory_limit, temp_limit=temp_limit, timeout=timeout, refused=_REFUSED
     )
-    con.execute(
-        "CREATE VIEW blocks AS SELECT block, CAST(source AS VARCHAR) AS source, count, "
-        "target_weight FROM _mixindex_blocks"
-    )
-    con.execute("CREATE VIEW sources AS SELECT * FROM _mixindex_sources")
-    con.execute("CREATE VIEW schedule AS SELECT * FROM _mixindex_schedule")
-    for setting in _LOCKDOWN:
-        con.execute(setting)
-    return con
-
-
-def _one_line(exc: BaseException) -> str:
-    # DuckDB adds "LINE 1: <sql>" and a caret line under it; the caret means nothing on one line.
-    # A Python error inside a view's stream comes with its traceback as "Detail": drop it.
-    text = str(exc).split("Detail: Python exception", 1)[0]
-    lines = [ln for ln in text.splitlines() if ln.strip() and set(ln.strip()) != {"^"}]
-    return " ".join(" ".join(lines).split()) or type(exc).__name__
+    try:
+        con = box.con
+        con.register("_mixindex_mix", _mix_stream(stored))
+        con.register("_mixindex_blocks", _blocks_stream(stored))
+        con.register("_mixindex_sources", _sources_table(stored))
+        con.register("_mixindex_schedule", _schedule_table(stored))
+        con.execute(
+            "CREATE VIEW mix AS SELECT position, position // "
+            f"{block_size} AS block, CAST(source AS VARCHAR) AS source, "
+            "CAST(source_id AS INTEGER) AS source_id, CAST(row AS BIGINT) AS row, "
+            "CAST(epoch AS INTEGER) AS epoch FROM _mixindex_mix"
+        )
+        con.execute(
+            "CREATE VIEW blocks AS SELECT block, CAST(source AS VARCHAR) AS source, count, "
+            "target_weight FROM _mixindex_blocks"
+        )
+        con.execute("CREATE VIEW sources AS SELECT * FROM _mixindex_sources")
+        con.execute("CREATE VIEW schedule AS SELECT * FROM _mixindex_schedule")
+        box.lock()
+    except BaseException:
+        box.close()
+        raise
+    return box
 
 
 def query(
-    con: duckdb.DuckDBPyConnection, sql: str, batch_rows: int = BATCH_ROWS
+    con: Sandbox, sql: str, batch_rows: int = BATCH_ROWS, *, timeout: float | None = None
 ) -> pa.RecordBatchReader:
-    """Run ``sql`` and stream its result; QueryError with DuckDB's message on one line."""
-    import duckdb
-
-    try:
-        rel = con.sql(sql)
-        if rel is None:
-            return pa.RecordBatchReader.from_batches(pa.schema([]), iter(()))
-        return _guarded(rel.to_arrow_reader(batch_rows))
-    except duckdb.PermissionException as exc:
-        raise QueryError(
-            f"{_one_line(exc)}; audit queries can only read the views mix, sources, blocks, "
-            "schedule"
-        ) from None
-    except duckdb.Error as exc:
-        raise QueryError(_one_line(exc)) from None
-
-
-def _guarded(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
-    """The same stream, with failures while it runs (not only at its start) as QueryError."""
-    import duckdb
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        try:
-            yield from reader
-        except (duckdb.Error, pa.ArrowException) as exc:
-            raise QueryError(_one_line(exc)) from None
-
-    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+    """Run ``sql`` and stream its result: QueryError with DuckDB's message on one line,
+    QueryTimeout after ``timeout`` seconds (default: the connection's), and Ctrl-C stops it."""
+    return con.run(sql, batch_rows, timeout=timeout)
 
 
 # ---- output ----------------------------------------------------------------------------------

@@ -36,6 +36,68 @@ def friendly(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def stoppable(func: F) -> F:
+    """Ctrl-C during a query: one line and exit status 130, no traceback (the query's
+    connection has already been interrupted and closed on the way out)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            line = "interrupted (Ctrl-C): the query was stopped and its temporary files removed"
+            click.echo(f"error: {line}", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _checked_limits(memory_limit: str, temp_limit: str, timeout: str | None) -> dict[str, Any]:
+    from mixindex.sandbox import check_size, check_timeout
+
+    return {
+        "memory_limit": check_size(memory_limit, "--memory-limit"),
+        "temp_limit": check_size(temp_limit, "--temp-limit", zero_ok=True),
+        "timeout": check_timeout(timeout, "--timeout"),
+    }
+
+
+def limit_options(func: F) -> F:
+    """--memory-limit, --temp-limit and --timeout, checked into the keyword ``limits``."""
+    from mixindex.sandbox import DEFAULT_MEMORY_LIMIT, DEFAULT_TEMP_LIMIT
+
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any, memory_limit: str, temp_limit: str, timeout: str | None, **kwargs: Any
+    ) -> Any:
+        limits = friendly(_checked_limits)(memory_limit, temp_limit, timeout)
+        return func(*args, limits=limits, **kwargs)
+
+    options = [
+        click.option(
+            "--memory-limit",
+            default=DEFAULT_MEMORY_LIMIT,
+            show_default=True,
+            help="Memory DuckDB may use (e.g. 512MB, 4GB); beyond it, it spills.",
+        ),
+        click.option(
+            "--temp-limit",
+            default=DEFAULT_TEMP_LIMIT,
+            show_default=True,
+            help="Disk DuckDB may spill to, in a private temporary folder removed afterwards "
+            "($TMPDIR or /tmp); 0B: no spilling.",
+        ),
+        click.option(
+            "--timeout",
+            metavar="SECONDS",
+            help="Stop the query after SECONDS (exit status 2).  [default: no limit]",
+        ),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
 def _atomic_out(path: str) -> Path:
     """A temporary sibling of ``path``, renamed over it once written: a failed query leaves
     no half-written file behind."""
@@ -62,8 +124,12 @@ def _atomic_out(path: str) -> Path:
 @click.option(
     "--max-rows", default=100, show_default=True, help="Rows a table shows (the rest are counted)."
 )
+@limit_options
+@stoppable
 @friendly
-def audit(index: str, sql: str, fmt: str, out: str | None, max_rows: int) -> None:
+def audit(
+    index: str, sql: str, fmt: str, out: str | None, max_rows: int, limits: dict[str, Any]
+) -> None:
     """Run the DuckDB query SQL ('-' reads it from stdin) over the views of INDEX.
 
     \b
@@ -72,7 +138,8 @@ def audit(index: str, sql: str, fmt: str, out: str | None, max_rows: int) -> Non
     blocks(block, source, count, target_weight)           one row per block and source
     schedule(step, source, weight)                        the spec's schedule points
 
-    Queries can only read: files, ATTACH, COPY ... TO and extensions are switched off.
+    Queries can only read: no file is reachable, and COPY, EXPORT, ATTACH, PRAGMA and
+    extensions are refused. Ctrl-C stops a query at once.
     """
     from mixindex.audit import connect, format_table, query, write_result
     from mixindex.errors import QueryError
@@ -81,26 +148,27 @@ def audit(index: str, sql: str, fmt: str, out: str | None, max_rows: int) -> Non
         sql = sys.stdin.read()
     if fmt == "parquet" and out is None:
         raise QueryError("--format parquet writes a binary file; give it one with -o FILE")
-    reader = query(connect(index), sql)
-    if fmt == "table":
-        text = format_table(reader, max_rows)
+    with connect(index, **limits) as con:
+        reader = query(con, sql)
+        if fmt == "table":
+            text = format_table(reader, max_rows)
+            if out is None:
+                click.echo(text)
+                return
+            tmp = _atomic_out(out)
+            tmp.write_text(text + "\n", encoding="utf-8")
+            os.replace(tmp, out)
+            return
         if out is None:
-            click.echo(text)
+            sys.stdout.flush()
+            write_result(reader, fmt, sys.stdout.buffer)
             return
         tmp = _atomic_out(out)
-        tmp.write_text(text + "\n", encoding="utf-8")
-        os.replace(tmp, out)
-        return
-    if out is None:
-        sys.stdout.flush()
-        write_result(reader, fmt, sys.stdout.buffer)
-        return
-    tmp = _atomic_out(out)
-    try:
-        rows = write_result(reader, fmt, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            rows = write_result(reader, fmt, tmp)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
     click.echo(f"wrote {rows:,} rows to {out}", err=True)
 
 
@@ -112,8 +180,10 @@ def audit(index: str, sql: str, fmt: str, out: str | None, max_rows: int) -> Non
     help="Positions per window (rounded up to whole blocks; default about a tenth of the mix).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@limit_options
+@stoppable
 @friendly
-def report(index: str, window: int | None, as_json: bool) -> None:
+def report(index: str, window: int | None, as_json: bool, limits: dict[str, Any]) -> None:
     """Per source: target vs. realised share, max dev, epochs, coverage, repeats, first and
     last position; per window of positions: realised vs. target weights.
 
@@ -127,7 +197,7 @@ def report(index: str, window: int | None, as_json: bool) -> None:
     from mixindex.report import report as make_report
     from mixindex.store import StoredIndex
 
-    r = make_report(StoredIndex(index), window=window)
+    r = make_report(StoredIndex(index), window=window, **limits)
     click.echo(json.dumps(r, indent=2) if as_json else format_report(r))
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mixindex.apportion import WrittenOffTargets
-from mixindex.errors import IndexFormatError, SourceError
+from mixindex.errors import SourceError
 from mixindex.store import ChunkedArray, StoredIndex
 from mixindex.summary import block_targets, summarize
 
@@ -86,26 +86,26 @@ def _window_blocks(index: StoredIndex, window: int | None) -> int:
     return max(1, math.ceil(window / block_size))
 
 
-def report(index: StoredIndex, *, window: int | None = None) -> dict[str, Any]:
+def report(index: StoredIndex, *, window: int | None = None, **limits: Any) -> dict[str, Any]:
     """A JSON-ready report: the summary of ``inspect`` plus coverage, repeats, first and last
     position per source, and realised vs. target weights per window of ``window`` positions
-    (rounded up to whole blocks; default about a tenth of the mix)."""
-    from mixindex.audit import connect
+    (rounded up to whole blocks; default about a tenth of the mix). ``limits``
+    (``memory_limit``, ``temp_limit``, ``timeout``) bound its DuckDB query, as in
+    :func:`mixindex.audit.connect`."""
+    from mixindex.audit import connect, query
 
     out = summarize(index)
-    import duckdb
-
-    from mixindex.audit import _one_line
-
-    con = connect(index)
-    try:
-        rows = con.sql(_PER_SOURCE_SQL).fetchall()
-    except duckdb.Error as exc:
-        # The query is ours: what fails is reading the index (a damaged chunk), said in one line.
-        raise IndexFormatError(_one_line(exc)) from None
-    finally:
-        con.close()
-    seen = {int(r[0]): r[1:] for r in rows}
+    with connect(index, **limits) as con:
+        rows = query(con, _PER_SOURCE_SQL).read_all().to_pylist()
+    seen = {
+        int(r["source_id"]): (
+            r["distinct_rows"],
+            r["max_repeats"],
+            r["first_position"],
+            r["last_position"],
+        )
+        for r in rows
+    }
     for i, src in enumerate(out["sources"]):
         distinct, repeats, first, last = seen.get(i, (0, 0, None, None))
         src["distinct_rows"] = int(distinct)

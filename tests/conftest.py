@@ -253,3 +253,24 @@ def not_an_index(tmp_path: Path, kind: str) -> Path:
     elif kind == "plain_zarr":
         zarr.open_group(str(path), mode="w", zarr_format=3).attrs["other"] = 1
     return path
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The system's temporary folder, here an empty one of the test's own."""
+    import tempfile
+
+    folder = tmp_path / "system-tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@pytest.fixture
+def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The working directory, with a user's file in ``.tmp`` (DuckDB's default temp folder)."""
+    work = tmp_path / "work"
+    (work / ".tmp").mkdir(parents=True)
+    (work / ".tmp" / "x.csv").write_text("precious\n", encoding="utf-8")
+    monkeypatch.chdir(work)
+    return work

@@ -6,6 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +19,7 @@ import pytest
 from auditing import assert_ok, assert_one_line_error, read_arrays, run
 from conftest import DEFAULT_MIX, Data, Shared, SpecWriter, spec_dict
 
+import mixindex
 from mixindex.audit import connect, format_table, query
 from mixindex.builder import build
 from mixindex.errors import QueryError
@@ -278,7 +284,7 @@ def test_cli_sql_from_stdin(shared: Shared) -> None:
         ("SELECT * FORM mix", ["Parser Error", "FORM"]),
         ("SELECT nope FROM mix", ["Binder Error", "nope"]),
         ("SELECT * FROM nowhere", ["nowhere"]),
-        ("COPY (SELECT 1) TO 'x.csv'", ["Permission Error", "can only read"]),
+        ("COPY (SELECT 1) TO 'x.csv'", ["COPY statements are refused", "can only read"]),
     ],
 )
 def test_cli_sql_errors_are_one_line(shared: Shared, sql: str, mentions: list[str]) -> None:
@@ -298,3 +304,102 @@ def test_cli_missing_or_corrupt_index(shared: Shared, tmp_path: Path) -> None:
     shutil.copytree(shared.index, truncated)
     (truncated / "row" / "c" / "0").write_bytes(b"\0" * 10)
     assert_one_line_error(run("audit", truncated, "SELECT sum(row) FROM mix"), "row/c/0", "damaged")
+
+
+# ---- limits, timeout, Ctrl-C -----------------------------------------------------------------
+
+# Runs for hours: only an interrupt ends it.
+ENDLESS = "SELECT count(*) FROM range(1000000000000) a, range(1000) b WHERE a.range + b.range = 3"
+
+
+def test_cli_ctrl_c_stops_a_query(shared: Shared, tmp_path: Path) -> None:
+    system_tmp, work = tmp_path / "system-tmp", tmp_path / "work"
+    system_tmp.mkdir()
+    work.mkdir()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(mixindex.__file__).resolve().parents[1]),
+        "TMPDIR": str(system_tmp),
+    }
+    cmd = [sys.executable, "-m", "mixindex.cli", "audit", str(shared.index), ENDLESS]
+    proc = subprocess.Popen(
+        cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        # The private folder appears when the connection opens; give the query a moment more.
+        for _ in range(600):
+            if list(system_tmp.iterdir()) or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None and list(system_tmp.iterdir()), proc.communicate()
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert out == ""
+    assert err.splitlines() == [
+        "error: interrupted (Ctrl-C): the query was stopped and its temporary files removed"
+    ]
+    assert list(system_tmp.iterdir()) == []
+    assert list(work.iterdir()) == []
+
+
+def test_cli_timeout(shared: Shared, private_tmp: Path) -> None:
+    line = assert_one_line_error(run("audit", shared.index, ENDLESS, "--timeout", "0.5"))
+    assert line.startswith("error: query stopped after 0.5 s (--timeout 0.5);")
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_cli_memory_limit(shared: Shared, private_tmp: Path) -> None:
+    # One string of 33 MB: an aggregate state DuckDB cannot spill.
+    sql = "SELECT length(string_agg(md5(i::VARCHAR), ',')) AS n FROM range(1000000) t(i)"
+    result = run("audit", shared.index, sql, "--memory-limit", "20MB")
+    assert_one_line_error(result, "memory_limit=20MB", "--memory-limit")
+    assert list(private_tmp.iterdir()) == []
+    result = run("audit", shared.index, sql, "--format", "json")
+    assert_ok(result)
+    assert json.loads(result.stdout) == {"n": 33 * 1_000_000 - 1}
+
+
+def test_cli_temp_limit(shared: Shared, private_tmp: Path, user_dir: Path) -> None:
+    sql = "SELECT count(*) FROM (SELECT md5(i::VARCHAR) s FROM range(2000000) t(i) ORDER BY s)"
+    result = run("audit", shared.index, sql, "--memory-limit", "50MB", "--temp-limit", "1MB")
+    assert_one_line_error(result, "temp_limit=1MB", "--temp-limit")
+    assert list(private_tmp.iterdir()) == []
+    assert sorted(p.name for p in user_dir.rglob("*")) == [".tmp", "x.csv"]
+
+
+def test_cli_copy_cannot_overwrite_a_file_in_dot_tmp(shared: Shared, user_dir: Path) -> None:
+    result = run("audit", shared.index, "COPY (SELECT * FROM mix) TO '.tmp/x.csv'")
+    assert_one_line_error(result, "COPY statements are refused")
+    assert (user_dir / ".tmp" / "x.csv").read_text(encoding="utf-8") == "precious\n"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--memory-limit", "lots"),
+        ("--memory-limit", "0MB"),
+        ("--memory-limit", "2 GB RAM"),
+        ("--temp-limit", "-5GB"),
+        ("--timeout", "soon"),
+        ("--timeout", "0"),
+        ("--timeout", "nan"),
+    ],
+)
+def test_cli_bad_limits(shared: Shared, private_tmp: Path, flag: str, value: str) -> None:
+    assert_one_line_error(run("audit", shared.index, "SELECT 1", flag, value), flag, repr(value))
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_cli_limits_in_help() -> None:
+    result = run("audit", "--help")
+    assert_ok(result)
+    text = " ".join(result.stdout.split())
+    for part in ("--memory-limit", "[default: 2GB]", "--temp-limit", "[default: 10GB]"):
+        assert part in text
+    assert "--timeout SECONDS" in text and "[default: no limit]" in text

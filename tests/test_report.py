@@ -148,6 +148,21 @@ def test_report_cli_bad_input(shared: Shared, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "Traceback" not in result.output
 
 
+def test_report_cli_limits(shared: Shared, private_tmp: Path) -> None:
+    # The report's DuckDB query runs under the same limits as audit's, in a folder that goes.
+    result = run("report", shared.index, "--json", "--memory-limit", "100MB", "--timeout", "60")
+    assert_ok(result)
+    assert json.loads(result.stdout) == json.loads(run("report", shared.index, "--json").stdout)
+    result = run("report", shared.index, "--memory-limit", "1KB")
+    assert_one_line_error(result, "memory_limit=1KB", "--memory-limit")
+    # A deadline already past when the query starts: it is stopped, not run.
+    result = run("report", shared.index, "--timeout", "0.000001")
+    assert_one_line_error(result, "query stopped after 1e-06 s (--timeout 1e-06)")
+    for flag, value in [("--memory-limit", "lots"), ("--temp-limit", "1XB"), ("--timeout", "x")]:
+        assert_one_line_error(run("report", shared.index, flag, value), flag, repr(value))
+    assert list(private_tmp.iterdir()) == []
+
+
 # ---- where -----------------------------------------------------------------------------------
 
 
