@@ -77,11 +77,6 @@ class Input:
         """A copy of :meth:`live_state`."""
         return copy.deepcopy(self.live_state())
 
-    def count(self) -> int:
-        """The rows of one pass, reading it if need be."""
-        n = self.known_length()
-        return n if n is not None else sum(1 for _ in self.open(0, 0))
-
 
 class DatasetInput(Input):
     """A ``datasets.Dataset``: rows by number, through mixindex's Arrow reading."""
@@ -125,7 +120,8 @@ class IterableDatasetInput(Input):
         # A private copy: its own attributes (copy.copy would share __dict__ through the class's
         # __getstate__), its own chain of examples iterables (they hold the iteration state),
         # and its own epoch counter (shared memory when torch is loaded).
-        c = type(self.ds).__new__(type(self.ds))
+        cls: Any = type(self.ds)
+        c = cls.__new__(cls)
         c.__dict__.update(self.ds.__dict__)
         c._ex_iterable = _copy_chain(self.ds._ex_iterable)
         c._epoch = int(self.ds.epoch)
@@ -204,6 +200,12 @@ def as_input(name: str, obj: Any) -> Input:
     """The :class:`Input` for what a user passed as a dataset."""
     from mixindex.mixing.sharded import ShardedDataSource
 
+    make = getattr(obj, "_mix_input", None)
+    if make is not None:
+        inp: Input = make(name)
+        if isinstance(inp, DatasetInput) and len(inp.ds) == 0:
+            raise SourceError(f"dataset {name!r} has no rows; remove it or point it at data")
+        return inp
     if is_hf_dataset(obj):
         if len(obj) == 0:
             raise SourceError(f"dataset {name!r} has no rows; remove it or point it at data")

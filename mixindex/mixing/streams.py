@@ -19,8 +19,8 @@ their own (HF ``IterableDataset``), that state, so resuming needs no replay.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import islice
 from operator import itemgetter
 from typing import Any
 
@@ -47,6 +47,11 @@ READ_BATCH = 1024
 
 _END = object()
 _NOTHING = object()
+
+
+def _skip(it: Iterator[Any], n: int) -> int:
+    """Drop up to ``n`` items; how many were dropped."""
+    return sum(1 for _ in islice(it, n))
 
 
 class _Stream:
@@ -228,18 +233,11 @@ class Mixer:
                 served = int(cursor[s])
                 if served == 0:
                     continue
-                n = st.input.count()
-                if n == 0:
-                    raise SourceError(f"dataset {st.input.name!r} is empty; remove it")
-                st.length = n
-                if stop is StopStrategy.FIRST_EXHAUSTED and served > n:
+                if not self._seek(st, served):
                     return None
-                if served >= n:
+                if st.length is not None and served >= st.length:
                     done.add(s)
-                st.pass_, st.offset = divmod(served, n)
-                if st.offset == 0:
-                    st.pass_, st.offset = st.pass_ - 1, n
-                st.entry.update({"pass": st.pass_, "offset": st.offset, "length": n})
+                st.entry.update({"pass": st.pass_, "offset": st.offset, "length": st.length})
             if stop is StopStrategy.ALL_EXHAUSTED:
                 if len(done) == k:
                     return None
@@ -260,6 +258,31 @@ class Mixer:
         done = {names.index(n) for n in state.get("exhausted", [])}
         state["exhausted"] = [self.names[s] for s in sorted(done)]
         return streams, done
+
+    def _seek(self, st: _Stream, served: int) -> bool:
+        """Put a stream after its first ``served`` elements; False when that is past the end of
+        a ``first_exhausted`` mix. Reads ahead only where the length is unknown: up to
+        ``served`` elements of the first pass, or one more to see whether the pass ended."""
+        first_exhausted = self.settings.stop is StopStrategy.FIRST_EXHAUSTED
+        if st.length is None:
+            it = iter(st.input.open(0, 0, None))
+            skipped = _skip(it, served)
+            if skipped == 0:
+                raise SourceError(f"dataset {st.input.name!r} yielded no rows; remove it")
+            if skipped == served:
+                st.it, st.pass_, st.offset = it, 0, served
+                if self.settings.stop is StopStrategy.ALL_EXHAUSTED:
+                    # Whether the last element skipped ended the pass decides if it is done.
+                    self._ends_pass(st)
+                return True
+            st.length = skipped
+        n = st.length
+        if first_exhausted and served > n:
+            return False
+        st.pass_, st.offset = divmod(served, n)
+        if st.offset == 0:
+            st.pass_, st.offset = st.pass_ - 1, n
+        return True
 
     def _open(self, st: _Stream, native: Any = None) -> None:
         st.it = iter(st.input.open(st.pass_, st.offset, native))
@@ -322,8 +345,8 @@ class Mixer:
             return
         streams, done = restored
         for st in streams:
-            native = st.entry.get("state") if st.input.stateful else None
-            self._open(st, native)
+            if st.it is None:
+                self._open(st, st.entry.get("state") if st.input.stateful else None)
         k = len(streams)
         cap = settings.num_examples
         all_exhausted = stop is StopStrategy.ALL_EXHAUSTED
@@ -375,8 +398,3 @@ class Mixer:
                     f"{self.settings.scheduler.last_step} on and has not served all its rows; "
                     "give it a weight > 0 in the last schedule point, or use first_exhausted"
                 )
-
-
-def copy_state(state: Mapping[str, Any]) -> dict[str, Any]:
-    """A detached copy of a live state."""
-    return copy.deepcopy(dict(state))
