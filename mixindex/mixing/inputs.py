@@ -1,8 +1,10 @@
 """What an in-memory mix can read: each input as passes over a stream, opened at an offset.
 
 - a ``datasets.Dataset`` (map-style): known length, rows read by number;
-- a ``datasets.IterableDataset``: a stream, with ``set_epoch`` for each pass (a shuffled stream
-  reshuffles) and its own ``state_dict`` to resume without replaying;
+- a ``datasets.IterableDataset``: a stream, with ``set_epoch(k)`` for pass ``k``, so that each
+  pass is what the stream gives at that epoch (a shuffled stream reshuffles; ``datasets``
+  also reorders the shards of a stream of several), and its own ``state_dict`` to resume
+  without replaying;
 - a :class:`~mixindex.mixing.sharded.ShardedDataSource`: its shards end to end, seeking with
   ``open_shard_at_row``;
 - any other iterable: a function returning an iterator (called once per pass), a re-iterable
