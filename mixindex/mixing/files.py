@@ -236,12 +236,18 @@ class JsonShardedSource(FileShardedSource):
                 lines = (line for line in f if line.strip())
                 for number, line in enumerate(islice(lines, start, None), start + 1):
                     try:
-                        yield json.loads(line)
+                        record = json.loads(line)
                     except json.JSONDecodeError as exc:
                         raise SourceError(
                             f"{path!r}: record {number} is not valid JSON ({exc}); use "
                             "jsonl=False for a file holding one JSON list"
                         ) from None
+                    if not isinstance(record, dict):
+                        raise SourceError(
+                            f"{path!r}: record {number} is a {type(record).__name__}, not an "
+                            "object; use jsonl=False for a file holding one JSON list"
+                        )
+                    yield record
                 return
             try:
                 records = json.load(f)
