@@ -107,13 +107,14 @@ class WeightSchedulePoint:
 class WeightScheduler:
     """Weights as a function of position, from schedule points and an interpolation.
 
+    Points are sorted by step (as EasyDeL's scheduler does); two points at one step are an error.
     ``names`` fixes the order of sources (default: the first point's keys). Weights are checked and
     normalised on construction.
     """
 
     def __init__(
         self,
-        points: Sequence[WeightSchedulePoint],
+        schedule: Sequence[WeightSchedulePoint],
         interpolation: str = "step",
         names: Sequence[str] | None = None,
     ) -> None:
@@ -122,14 +123,17 @@ class WeightScheduler:
                 f"weight_schedule_type = {interpolation!r} is unknown; "
                 f"use one of {', '.join(INTERPOLATIONS)}"
             )
-        if not points:
+        if not schedule:
             raise SpecError("weight_schedule is empty; give at least one point with step = 0")
+        for i, p in enumerate(schedule):
+            step = p.step
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+                raise SpecError(f"weight_schedule[{i}].step = {step!r} must be a whole number >= 0")
+        points = sorted(schedule, key=lambda p: p.step)
         self.names: tuple[str, ...] = tuple(names if names is not None else points[0].weights)
         checked: list[WeightSchedulePoint] = []
         for i, p in enumerate(points):
             step = p.step
-            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-                raise SpecError(f"weight_schedule[{i}].step = {step!r} must be a whole number >= 0")
             if checked and step <= checked[-1].step:
                 raise SpecError(
                     f"weight_schedule steps must increase strictly, but point {i} has step {step} "
@@ -168,6 +172,11 @@ class WeightScheduler:
         w_right = self._table[right]
         out = w_left + (w_right - w_left) * t[:, None]
         return np.maximum(out, 0.0)
+
+    @property
+    def dataset_names(self) -> list[str]:
+        """The sources' names, in order (EasyDeL's name for :attr:`names`)."""
+        return list(self.names)
 
     @property
     def final_weights(self) -> np.ndarray:
