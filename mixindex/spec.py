@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -150,9 +152,14 @@ def _is_hf_dataset(obj: object) -> bool:
 
 @dataclass(frozen=True, kw_only=True)
 class MixStageConfig:
-    """How the sources are mixed: weights or a weight schedule, block size, seed, stop strategy."""
+    """How the sources are mixed: weights or a weight schedule, block size, seed, stop strategy.
 
-    seed: int
+    Given both ``weights`` and ``weight_schedule`` (EasyDeL's documented example does), the
+    schedule wins and the weights are still checked. ``seed=None`` draws a seed once and logs
+    it; the drawn seed is what :meth:`PipelineConfig.to_dict` (and so the index) records.
+    """
+
+    seed: int | None = None
     weights: Mapping[str, float] | None = None
     weight_schedule: Sequence[WeightSchedulePoint] | None = None
     weight_schedule_type: str = "step"
@@ -163,20 +170,17 @@ class MixStageConfig:
 
     def __post_init__(self) -> None:
         if self.seed is None:
-            raise SpecError(
-                "mix.seed is missing; set a whole number, for example seed = 42 "
-                "(there is no implicit randomness)"
+            # EasyDeL's default: a seed drawn once and logged, so the run can be repeated.
+            seed = secrets.randbits(63)
+            logging.getLogger("mixindex").warning(
+                "mix.seed is None: drew seed %d; set seed = %d to repeat this mix", seed, seed
             )
+            object.__setattr__(self, "seed", seed)
         _whole(self.seed, "mix.seed", minimum=0, maximum=MAX_SEED)
         _whole(self.block_size, "mix.block_size", minimum=1, maximum=2**31)
         object.__setattr__(self, "stop_strategy", StopStrategy.parse(self.stop_strategy))
         if self.num_examples is not None:
             _whole(self.num_examples, "mix.num_examples", minimum=1, maximum=2**62)
-        elif self.stop_strategy is StopStrategy.RESTART:
-            raise SpecError(
-                "mix.num_examples is missing; stop_strategy = 'restart' never runs out, so say "
-                "how long the mix is (or use first_exhausted / all_exhausted)"
-            )
         if self.row_order not in ROW_ORDERS:
             raise SpecError(
                 f"mix.row_order = {self.row_order!r} is unknown; use one of {', '.join(ROW_ORDERS)}"
@@ -186,8 +190,10 @@ class MixStageConfig:
                 f"mix.weight_schedule_type = {self.weight_schedule_type!r} is unknown; "
                 f"use one of {', '.join(INTERPOLATIONS)}"
             )
-        if self.weights is not None and self.weight_schedule is not None:
-            raise SpecError("mix has both weights and weight_schedule; keep one of them")
+        if self.weights is not None:
+            # The values now; the names once the datasets are known (PipelineConfig).
+            names = list(self.weights) if isinstance(self.weights, Mapping) else ["?"]
+            normalise_weights(self.weights, names, "mix.weights")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> MixStageConfig:
@@ -218,6 +224,15 @@ class MixStageConfig:
                         "weights"
                     )
                 points.append(WeightSchedulePoint(p["step"], p["weights"]))
+            # A spec file lists its points in order (WeightScheduler sorts Python objects).
+            steps = [p.step for p in points]
+            for i in range(1, len(steps)):
+                a, b = steps[i - 1], steps[i]
+                if all(isinstance(x, int) and not isinstance(x, bool) for x in (a, b)) and b <= a:
+                    raise SpecError(
+                        f"weight_schedule steps must increase strictly, but point {i} has step "
+                        f"{b} after step {a}; sort the points and drop duplicates"
+                    )
             d["weight_schedule"] = points
         return cls(**d)
 
@@ -242,6 +257,11 @@ class PipelineConfig:
             seen.add(d.name)
         object.__setattr__(self, "datasets", tuple(self.datasets))
         object.__setattr__(self, "base_dir", Path(self.base_dir))
+        if self.mix.stop_strategy is StopStrategy.RESTART and self.mix.num_examples is None:
+            raise SpecError(
+                "mix.num_examples is missing; stop_strategy = 'restart' never runs out, so say "
+                "how long the mix is (or use first_exhausted / all_exhausted)"
+            )
         # Build the scheduler once now so that every weight problem surfaces at construction.
         self.scheduler()
 
@@ -253,6 +273,8 @@ class PipelineConfig:
         """The weight schedule in source order; plain weights become a single point at step 0."""
         mix = self.mix
         if mix.weight_schedule is not None:
+            if mix.weights is not None:
+                normalise_weights(mix.weights, self.names, "mix.weights")
             return WeightScheduler(list(mix.weight_schedule), mix.weight_schedule_type, self.names)
         weights = mix.weights if mix.weights is not None else dict.fromkeys(self.names, 1.0)
         normalised = normalise_weights(weights, self.names, "mix.weights")
