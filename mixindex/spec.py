@@ -159,7 +159,8 @@ class MixStageConfig:
     it; the drawn seed is what :meth:`PipelineConfig.to_dict` (and so the index) records.
     """
 
-    seed: int | None = None
+    # None draws a seed in __post_init__: a built config always holds an int.
+    seed: int = None  # type: ignore[assignment]
     weights: Mapping[str, float] | None = None
     weight_schedule: Sequence[WeightSchedulePoint] | None = None
     weight_schedule_type: str = "step"
