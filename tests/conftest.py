@@ -253,3 +253,12 @@ def not_an_index(tmp_path: Path, kind: str) -> Path:
     elif kind == "plain_zarr":
         zarr.open_group(str(path), mode="w", zarr_format=3).attrs["other"] = 1
     return path
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Builds convert in-memory datasets and text files into the Arrow cache: keep it out of
+    the user's home (tests that need another place set MIXINDEX_CACHE_DIR themselves)."""
+    monkeypatch.setenv("MIXINDEX_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "mixindex-cache"))
