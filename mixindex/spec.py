@@ -29,7 +29,8 @@ from mixindex.schedule import (
     normalise_weights,
 )
 
-SourceType = Literal["parquet", "arrow"]
+# json, csv and text files are converted into the Arrow cache when an index is built.
+SourceType = Literal["parquet", "arrow", "json", "csv", "text"]
 SOURCE_TYPES: tuple[str, ...] = get_args(SourceType)
 RowOrder = Literal["sequential", "shuffled"]
 ROW_ORDERS: tuple[str, ...] = get_args(RowOrder)
@@ -84,13 +85,15 @@ class DatasetConfig:
     """One source of the mix.
 
     ``data_files`` is a glob, a path, or a list of them (relative to the spec's folder), or a
-    ``datasets.Dataset`` object. ``type`` is inferred from the files when left out.
+    ``datasets.Dataset`` or ``IterableDataset`` object. ``type`` is inferred from the files when
+    left out. ``num_rows`` caps how many rows of a streaming dataset are read into the cache.
     """
 
     name: str
     data_files: Any
     type: SourceType | None = None
     cache: CacheKind | None = None
+    num_rows: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -109,8 +112,10 @@ class DatasetConfig:
             raise SpecError(
                 f'dataset {self.name!r} has cache = {self.cache!r}; the only cache is "arrow"'
             )
+        if self.num_rows is not None:
+            _whole(self.num_rows, f"dataset {self.name!r} num_rows", minimum=1)
         files = self.data_files
-        if _is_hf_dataset(files):
+        if _is_hf_dataset(files) or _is_hf_dataset(files, "IterableDataset"):
             return
         if isinstance(files, (str, Path)):
             files = [files]
@@ -139,15 +144,19 @@ class DatasetConfig:
         files = self.data_files
         if _is_hf_dataset(files):
             files = [f"<datasets.Dataset {getattr(files, '_fingerprint', '?')}>"]
+        elif _is_hf_dataset(files, "IterableDataset"):
+            files = ["<datasets.IterableDataset>"]
         out: dict[str, Any] = {"name": self.name, "data_files": list(files), "type": self.type}
         if self.cache is not None:
             out["cache"] = self.cache
+        if self.num_rows is not None:
+            out["num_rows"] = self.num_rows
         return out
 
 
-def _is_hf_dataset(obj: object) -> bool:
+def _is_hf_dataset(obj: object, kind: str = "Dataset") -> bool:
     cls = type(obj)
-    return cls.__name__ == "Dataset" and cls.__module__.startswith("datasets")
+    return cls.__name__ == kind and cls.__module__.startswith("datasets")
 
 
 @dataclass(frozen=True, kw_only=True)

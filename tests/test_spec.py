@@ -121,7 +121,7 @@ def test_the_three_formats_load_the_same_spec(tmp_path: Path, suffix: str) -> No
         (lambda d: d["mix"].update(weights={"code": 1, "txt": 1}), "'txt'"),
         (lambda d: d["mix"].update(weights={"code": -2, "text": 1}), "-2"),
         (lambda d: d["datasets"][1].update(name="code"), "two datasets are named 'code'"),
-        (lambda d: d["datasets"][1].update(type="csv"), "'csv'"),
+        (lambda d: d["datasets"][1].update(type="xml"), "'xml'"),
         (lambda d: d["datasets"][1].update(data_files=[]), "data_files"),
         (lambda d: d["datasets"][1].update(name="__x"), "'__x'"),
         (lambda d: d.update(datasets=[]), "datasets is empty"),
