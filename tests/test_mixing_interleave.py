@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import pickle
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,14 @@ def test_a_state_from_another_mix_is_refused(maps: dict[str, datasets.Dataset]) 
     with pytest.raises(StateError, match="another mix"):
         other.load_state_dict(mixed.state_dict())
         next(iter(other))
+
+
+def test_a_mix_pickles_for_dataloader_workers(maps: dict[str, datasets.Dataset]) -> None:
+    for inputs in (maps, streams(maps)):
+        mixed = block_mixture_interleave(inputs, seed=4, block_size=10, stop="first_exhausted")
+        head = pairs(itertools.islice(mixed, 30))  # mid-iteration: planned chunks, open streams
+        again = pickle.loads(pickle.dumps(mixed))
+        assert pairs(again) == pairs(mixed) and head == pairs(mixed)[:30]
 
 
 def test_the_state_records_the_seed(maps: dict[str, datasets.Dataset]) -> None:

@@ -204,6 +204,13 @@ class PlanWalker:
         self._last: tuple[int, Chunk] | None = None
         self._count_dtype = planner.count_dtype
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The task generator cannot be pickled (DataLoader workers): a copy plans afresh.
+        return {"planner": self.planner}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["planner"])  # type: ignore[misc]
+
     def _plan_next(self) -> bool:
         if self._done:
             return False
