@@ -11,24 +11,39 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArrowShardedSource",
+    "CompositeShardedSource",
+    "CsvShardedSource",
     "DatasetConfig",
+    "FilteredShardedSource",
+    "HFDatasetShardedSource",
     "IndexExistsError",
     "IndexFormatError",
     "IndexReplacedError",
+    "JsonShardedSource",
+    "LimitedShardedSource",
+    "MappedShardedSource",
     "MixIndexError",
     "MixStageConfig",
     "MixedDataset",
+    "MixedShardedSource",
     "OutputError",
+    "ParquetShardedSource",
     "PipelineConfig",
     "PlanError",
+    "ShardInfo",
+    "ShardedDataSource",
+    "ShuffledShardedSource",
     "SourceChangedError",
     "SourceError",
     "SpecError",
     "StateError",
     "StopStrategy",
+    "TextShardedSource",
     "WeightSchedulePoint",
     "WeightScheduler",
     "__version__",
+    "block_mixture_interleave",
     "build",
     "load_spec",
     "open",
@@ -57,10 +72,49 @@ from mixindex.spec import (
 
 if TYPE_CHECKING:
     from mixindex.builder import build
+    from mixindex.mixing.files import (
+        ArrowShardedSource,
+        CsvShardedSource,
+        JsonShardedSource,
+        ParquetShardedSource,
+        TextShardedSource,
+    )
+    from mixindex.mixing.hf import HFDatasetShardedSource
+    from mixindex.mixing.interleave import block_mixture_interleave
+    from mixindex.mixing.mixed import MixedShardedSource
+    from mixindex.mixing.sharded import (
+        CompositeShardedSource,
+        FilteredShardedSource,
+        LimitedShardedSource,
+        MappedShardedSource,
+        ShardedDataSource,
+        ShardInfo,
+        ShuffledShardedSource,
+    )
     from mixindex.reader import MixedDataset, open
 
 # The reader and the builder load on first use, so that `import mixindex` stays light.
-_LAZY = {"build": "mixindex.builder", "open": "mixindex.reader", "MixedDataset": "mixindex.reader"}
+_LAZY = {
+    "build": "mixindex.builder",
+    "open": "mixindex.reader",
+    "MixedDataset": "mixindex.reader",
+    # EasyDeL's mixing API (mixindex/mixing/); block_mixture_interleave imports datasets.
+    "block_mixture_interleave": "mixindex.mixing.interleave",
+    "MixedShardedSource": "mixindex.mixing.mixed",
+    "ShardedDataSource": "mixindex.mixing.sharded",
+    "ShardInfo": "mixindex.mixing.sharded",
+    "MappedShardedSource": "mixindex.mixing.sharded",
+    "FilteredShardedSource": "mixindex.mixing.sharded",
+    "ShuffledShardedSource": "mixindex.mixing.sharded",
+    "LimitedShardedSource": "mixindex.mixing.sharded",
+    "CompositeShardedSource": "mixindex.mixing.sharded",
+    "ParquetShardedSource": "mixindex.mixing.files",
+    "JsonShardedSource": "mixindex.mixing.files",
+    "ArrowShardedSource": "mixindex.mixing.files",
+    "CsvShardedSource": "mixindex.mixing.files",
+    "TextShardedSource": "mixindex.mixing.files",
+    "HFDatasetShardedSource": "mixindex.mixing.hf",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -23,6 +23,7 @@ from mixindex.output import (
 from mixindex.plan import ChunkTask, PlanInputs, Planner
 from mixindex.publish import clean_leftovers, termination_guard
 from mixindex.sources import open_source
+from mixindex.sources.convert import PendingSource
 from mixindex.spec import PipelineConfig, load_spec
 from mixindex.store import IndexWriter
 
@@ -69,6 +70,28 @@ def build(
         )
 
 
+def _sized_planner(
+    config: PipelineConfig,
+    lengths: list[int],
+    chunk_blocks: int | None,
+    out: Path,
+    compress: bool,
+) -> Planner:
+    """The planner, once the index it will write is known to fit on the output's disk."""
+    planner = Planner(PlanInputs.from_config(config, lengths), chunk_blocks)
+    if not compress:
+        # Compressed sizes are known only after writing; an uncompressed index's is now.
+        needed = estimate_bytes(
+            length_bound=planner.size_bound,
+            block_size=config.mix.block_size,
+            chunk_blocks=planner.chunk_blocks,
+            num_sources=len(lengths),
+            dtypes=planner.dtypes,
+        )
+        check_free_space(out, needed, planner.size_bound)
+    return planner
+
+
 def _build(
     spec: PipelineConfig | str | Path,
     out: Path,
@@ -99,25 +122,11 @@ def _build(
         clean_leftovers(out)
         check_existing(out, force)
         # The plan's bounds and dtypes need only the row counts (a cache has the same rows), so
-        # an index too big for the disk is refused before any conversion or write.
-        planner = Planner(PlanInputs.from_config(config, [len(s) for s in sources]), chunk_blocks)
-        dtypes = {
-            "source": planner.source_dtype,
-            "row": planner.row_dtype,
-            "epoch": planner.epoch_dtype,
-            "counts": planner.count_dtype,
-            "cursors": planner.cursor_dtype,
-        }
-        if not compress:
-            # Compressed sizes are known only after writing; an uncompressed index's is now.
-            needed = estimate_bytes(
-                length_bound=planner.size_bound,
-                block_size=config.mix.block_size,
-                chunk_blocks=planner.chunk_blocks,
-                num_sources=len(sources),
-                dtypes=dtypes,
-            )
-            check_free_space(out, needed, planner.size_bound)
+        # an index too big for the disk is refused before any conversion or write. Text files
+        # and streams have no row count before their conversion: they are sized after it.
+        planner = None
+        if not any(isinstance(s, PendingSource) for s in sources):
+            planner = _sized_planner(config, [len(s) for s in sources], chunk_blocks, out, compress)
     except BaseException:
         for src in sources:
             src.close()
@@ -127,15 +136,20 @@ def _build(
     # its Arrow cache: the record points at the cache files and keeps the Parquet fingerprint.
     sources, records = cache_sources(config.datasets, sources, cache_dir)
     # ---- end of the cache step ---------------------------------------------------------------
-    if deep_fingerprint:
-        for rec, src in zip(records, sources, strict=True):
-            rec["content_hash"] = src.fingerprint(deep=True)
-    for src in sources:
-        src.close()
+    try:
+        if planner is None:
+            lengths = [int(r["num_rows"]) for r in records]
+            planner = _sized_planner(config, lengths, chunk_blocks, out, compress)
+        if deep_fingerprint:
+            for rec, src in zip(records, sources, strict=True):
+                rec["content_hash"] = src.fingerprint(deep=True)
+    finally:
+        for src in sources:
+            src.close()
     with (
         IndexWriter(
             out,
-            dtypes=dtypes,
+            dtypes=planner.dtypes,
             num_sources=len(records),
             chunk_blocks=planner.chunk_blocks,
             block_size=config.mix.block_size,

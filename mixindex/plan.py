@@ -190,6 +190,17 @@ class Planner:
         return int(bound)
 
     @property
+    def dtypes(self) -> dict[str, np.dtype]:
+        """The stored dtype of each array of the index."""
+        return {
+            "source": self.source_dtype,
+            "row": self.row_dtype,
+            "epoch": self.epoch_dtype,
+            "counts": self.count_dtype,
+            "cursors": self.cursor_dtype,
+        }
+
+    @property
     def size_bound(self) -> int:
         """An upper bound on the mix length for sizing the output (the free-space check).
 

@@ -153,13 +153,14 @@ class WeightSchedulePoint:
 class WeightScheduler:
     """Weights as a function of position, from schedule points and an interpolation.
 
+    Points are sorted by step (as EasyDeL's scheduler does); two points at one step are an error.
     ``names`` fixes the order of sources (default: the first point's keys). Weights are checked and
     normalised on construction.
     """
 
     def __init__(
         self,
-        points: Sequence[WeightSchedulePoint],
+        schedule: Sequence[WeightSchedulePoint],
         interpolation: str = "step",
         names: Sequence[str] | None = None,
     ) -> None:
@@ -168,18 +169,20 @@ class WeightScheduler:
                 f"weight_schedule_type = {short(interpolation)} is unknown; "
                 f"use one of {', '.join(INTERPOLATIONS)}"
             )
-        if not points:
+        if not schedule:
             raise SpecError("weight_schedule is empty; give at least one point with step = 0")
-        for i, p in enumerate(points):
+        for i, p in enumerate(schedule):
             if not isinstance(p, WeightSchedulePoint):
                 raise SpecError(
                     f"weight_schedule[{i}] = {short(p)} must be a WeightSchedulePoint(step, "
                     "weights) or a table with the keys step and weights"
                 )
+            whole_number(p.step, f"weight_schedule[{i}].step", minimum=0, maximum=MAX_STEP)
+        points = sorted(schedule, key=lambda p: p.step)
         self.names: tuple[str, ...] = tuple(names if names is not None else points[0].weights)
         checked: list[WeightSchedulePoint] = []
         for i, p in enumerate(points):
-            step = whole_number(p.step, f"weight_schedule[{i}].step", minimum=0, maximum=MAX_STEP)
+            step = int(p.step)
             if checked and step <= checked[-1].step:
                 raise SpecError(
                     f"weight_schedule steps must increase strictly, but point {i} has step {step} "
@@ -218,6 +221,11 @@ class WeightScheduler:
         w_right = self._table[right]
         out = w_left + (w_right - w_left) * t[:, None]
         return np.maximum(out, 0.0)
+
+    @property
+    def dataset_names(self) -> list[str]:
+        """The sources' names, in order (EasyDeL's name for :attr:`names`)."""
+        return list(self.names)
 
     @property
     def final_weights(self) -> np.ndarray:

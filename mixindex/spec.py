@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
+import secrets
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -29,7 +31,8 @@ from mixindex.schedule import (
     whole_number,
 )
 
-SourceType = Literal["parquet", "arrow"]
+# json, csv and text files are converted into the Arrow cache when an index is built.
+SourceType = Literal["parquet", "arrow", "json", "csv", "text"]
 SOURCE_TYPES: tuple[str, ...] = get_args(SourceType)
 RowOrder = Literal["sequential", "shuffled"]
 ROW_ORDERS: tuple[str, ...] = get_args(RowOrder)
@@ -75,13 +78,15 @@ class DatasetConfig:
     """One source of the mix.
 
     ``data_files`` is a glob, a path, or a list of them (relative to the spec's folder), or a
-    ``datasets.Dataset`` object. ``type`` is inferred from the files when left out.
+    ``datasets.Dataset`` or ``IterableDataset`` object. ``type`` is inferred from the files when
+    left out. ``num_rows`` caps how many rows of a streaming dataset are read into the cache.
     """
 
     name: str
     data_files: Any
     type: SourceType | None = None
     cache: CacheKind | None = None
+    num_rows: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -101,8 +106,11 @@ class DatasetConfig:
             raise SpecError(
                 f'dataset {name} has cache = {short(self.cache)}; the only cache is "arrow"'
             )
+        if self.num_rows is not None:
+            rows = whole_number(self.num_rows, f"dataset {short(self.name)} num_rows", minimum=1)
+            object.__setattr__(self, "num_rows", rows)
         files = self.data_files
-        if _is_hf_dataset(files):
+        if _is_hf_dataset(files) or _is_hf_dataset(files, "IterableDataset"):
             return
         if isinstance(files, (str, Path)):
             files = [files]
@@ -133,22 +141,32 @@ class DatasetConfig:
         files = self.data_files
         if _is_hf_dataset(files):
             files = [f"<datasets.Dataset {getattr(files, '_fingerprint', '?')}>"]
+        elif _is_hf_dataset(files, "IterableDataset"):
+            files = ["<datasets.IterableDataset>"]
         out: dict[str, Any] = {"name": self.name, "data_files": list(files), "type": self.type}
         if self.cache is not None:
             out["cache"] = self.cache
+        if self.num_rows is not None:
+            out["num_rows"] = self.num_rows
         return out
 
 
-def _is_hf_dataset(obj: object) -> bool:
+def _is_hf_dataset(obj: object, kind: str = "Dataset") -> bool:
     cls = type(obj)
-    return cls.__name__ == "Dataset" and cls.__module__.startswith("datasets")
+    return cls.__name__ == kind and cls.__module__.startswith("datasets")
 
 
 @dataclass(frozen=True, kw_only=True)
 class MixStageConfig:
-    """How the sources are mixed: weights or a weight schedule, block size, seed, stop strategy."""
+    """How the sources are mixed: weights or a weight schedule, block size, seed, stop strategy.
 
-    seed: int
+    Given both ``weights`` and ``weight_schedule`` (EasyDeL's documented example does), the
+    schedule wins and the weights are still checked. ``seed=None`` draws a seed once and logs
+    it; the drawn seed is what :meth:`PipelineConfig.to_dict` (and so the index) records.
+    """
+
+    # None draws a seed in __post_init__: a built config always holds an int.
+    seed: int = None  # type: ignore[assignment]
     weights: Mapping[str, float] | None = None
     weight_schedule: Sequence[WeightSchedulePoint] | None = None
     weight_schedule_type: str = "step"
@@ -159,10 +177,12 @@ class MixStageConfig:
 
     def __post_init__(self) -> None:
         if self.seed is None:
-            raise SpecError(
-                "mix.seed is missing; set a whole number, for example seed = 42 "
-                "(there is no implicit randomness)"
+            # EasyDeL's default: a seed drawn once and logged, so the run can be repeated.
+            seed = secrets.randbits(63)
+            logging.getLogger("mixindex").warning(
+                "mix.seed is None: drew seed %d; set seed = %d to repeat this mix", seed, seed
             )
+            object.__setattr__(self, "seed", seed)
         # Stored back as plain ints: a numpy integer is accepted, a float never is.
         seed = whole_number(self.seed, "mix.seed", minimum=0, maximum=MAX_SEED)
         object.__setattr__(self, "seed", seed)
@@ -174,11 +194,6 @@ class MixStageConfig:
                 self.num_examples, "mix.num_examples", minimum=1, maximum=MAX_NUM_EXAMPLES
             )
             object.__setattr__(self, "num_examples", n)
-        elif self.stop_strategy is StopStrategy.RESTART:
-            raise SpecError(
-                "mix.num_examples is missing; stop_strategy = 'restart' never runs out, so say "
-                "how long the mix is (or use first_exhausted / all_exhausted)"
-            )
         if self.row_order not in ROW_ORDERS:
             raise SpecError(
                 f"mix.row_order = {short(self.row_order)} is unknown; "
@@ -189,8 +204,10 @@ class MixStageConfig:
                 f"mix.weight_schedule_type = {short(self.weight_schedule_type)} is unknown; "
                 f"use one of {', '.join(INTERPOLATIONS)}"
             )
-        if self.weights is not None and self.weight_schedule is not None:
-            raise SpecError("mix has both weights and weight_schedule; keep one of them")
+        if self.weights is not None:
+            # The values now; the names once the datasets are known (PipelineConfig).
+            names = list(self.weights) if isinstance(self.weights, Mapping) else ["?"]
+            normalise_weights(self.weights, names, "mix.weights")
         if self.weight_schedule is not None:
             object.__setattr__(self, "weight_schedule", _schedule_points(self.weight_schedule))
 
@@ -204,6 +221,18 @@ class MixStageConfig:
                 "mix.seed is missing; set a whole number, for example seed = 42 "
                 "(there is no implicit randomness)"
             )
+        schedule = d.get("weight_schedule")
+        if schedule is not None:
+            points = _schedule_points(schedule)
+            # A spec file lists its points in order (WeightScheduler sorts Python objects).
+            for i in range(1, len(points)):
+                a, b = points[i - 1].step, points[i].step
+                if all(isinstance(x, int) and not isinstance(x, bool) for x in (a, b)) and b <= a:
+                    raise SpecError(
+                        f"weight_schedule steps must increase strictly, but point {i} has step "
+                        f"{b} after step {a}; sort the points and drop duplicates"
+                    )
+            d = {**d, "weight_schedule": points}
         return cls(**d)
 
 
@@ -249,6 +278,11 @@ class PipelineConfig:
             raise SpecError(f"mix must be a MixStageConfig, got {short(self.mix)}")
         object.__setattr__(self, "datasets", tuple(self.datasets))
         object.__setattr__(self, "base_dir", Path(self.base_dir))
+        if self.mix.stop_strategy is StopStrategy.RESTART and self.mix.num_examples is None:
+            raise SpecError(
+                "mix.num_examples is missing; stop_strategy = 'restart' never runs out, so say "
+                "how long the mix is (or use first_exhausted / all_exhausted)"
+            )
         # Build the scheduler once now so that every weight problem surfaces at construction.
         self.scheduler()
 
@@ -260,6 +294,8 @@ class PipelineConfig:
         """The weight schedule in source order; plain weights become a single point at step 0."""
         mix = self.mix
         if mix.weight_schedule is not None:
+            if mix.weights is not None:
+                normalise_weights(mix.weights, self.names, "mix.weights")
             return WeightScheduler(list(mix.weight_schedule), mix.weight_schedule_type, self.names)
         weights = mix.weights if mix.weights is not None else dict.fromkeys(self.names, 1.0)
         normalised = normalise_weights(weights, self.names, "mix.weights")

@@ -274,3 +274,12 @@ def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (work / ".tmp" / "x.csv").write_text("precious\n", encoding="utf-8")
     monkeypatch.chdir(work)
     return work
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Builds convert in-memory datasets and text files into the Arrow cache: keep it out of
+    the user's home (tests that need another place set MIXINDEX_CACHE_DIR themselves)."""
+    monkeypatch.setenv("MIXINDEX_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "mixindex-cache"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -76,6 +77,17 @@ def test_seed_zero_is_a_seed() -> None:
     assert MixStageConfig(seed=0, num_examples=1).seed == 0
 
 
+def test_seed_none_draws_a_seed_once_logs_and_records_it(caplog: pytest.LogCaptureFixture) -> None:
+    # EasyDeL's default seed is None; a run must still be repeatable after the fact.
+    with caplog.at_level(logging.WARNING, logger="mixindex"):
+        mix = MixStageConfig(seed=None, num_examples=5)
+    assert isinstance(mix.seed, int) and f"seed = {mix.seed}" in caplog.text
+    ds = [DatasetConfig(name=n, data_files=f"{n}.arrow") for n in ("a", "b")]
+    config = PipelineConfig(datasets=ds, mix=mix)
+    assert config.to_dict()["mix"]["seed"] == mix.seed  # what the index records
+    assert MixStageConfig(seed=None, num_examples=5).seed != mix.seed
+
+
 @pytest.mark.parametrize("suffix", [".toml", ".yaml", ".json"])
 def test_the_three_formats_load_the_same_spec(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"spec{suffix}"
@@ -113,9 +125,11 @@ def test_the_three_formats_load_the_same_spec(tmp_path: Path, suffix: str) -> No
         (lambda d: d["mix"].update(stop_strategy="first"), "'first'"),
         (lambda d: d["mix"].update(stop_strategy="restart"), "num_examples is missing"),
         (lambda d: d["mix"].update(row_order="random"), "'random'"),
-        (lambda d: d["mix"].update(weights={"code": 1, "text": 1}), "both weights and"),
+        # With a schedule, the weights are still checked (the schedule wins).
+        (lambda d: d["mix"].update(weights={"code": 1, "txt": 1}), "'txt'"),
+        (lambda d: d["mix"].update(weights={"code": -2, "text": 1}), "-2"),
         (lambda d: d["datasets"][1].update(name="code"), "two datasets are named 'code'"),
-        (lambda d: d["datasets"][1].update(type="csv"), "'csv'"),
+        (lambda d: d["datasets"][1].update(type="xml"), "'xml'"),
         (lambda d: d["datasets"][1].update(data_files=[]), "data_files"),
         (lambda d: d["datasets"][1].update(name="__x"), "'__x'"),
         (lambda d: d.update(datasets=[]), "datasets is empty"),

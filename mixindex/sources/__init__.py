@@ -37,6 +37,12 @@ __all__ = ["Source", "SourceError", "infer_type", "open_source", "reopen_source"
 _TYPES = ("parquet", "arrow")
 _PARQUET_SUFFIXES = (".parquet",)
 _ARROW_SUFFIXES = (".arrow", ".feather", ".ipc")
+# Formats converted into the Arrow cache at build time (mixindex/sources/convert.py).
+_CONVERTED_SUFFIXES: dict[str | None, tuple[str, ...]] = {
+    "json": (".json", ".jsonl", ".ndjson"),
+    "csv": (".csv", ".tsv"),
+    "text": (".txt",),
+}
 _GLOB_CHARS = "*?["
 
 
@@ -45,6 +51,11 @@ def open_source(config: DatasetConfig, base_dir: Path | str) -> Source:
     from mixindex.sources.hf import is_hf_dataset
 
     name = config.name
+    from mixindex.sources.convert import CONVERTED_TYPES, PendingSource
+
+    if type(config.data_files).__name__ == "IterableDataset":
+        # A stream: read into the Arrow cache when the index is built (up to num_rows rows).
+        return PendingSource(name, "stream", [], config.data_files, config.num_rows)  # type: ignore[return-value]
     if is_hf_dataset(config.data_files):
         if config.type not in (None, "arrow"):
             raise SourceError(
@@ -56,6 +67,8 @@ def open_source(config: DatasetConfig, base_dir: Path | str) -> Source:
         return open_hf_dataset(name, config.data_files)
     files = resolve_files(name, config.data_files, Path(base_dir), config.type)
     kind = config.type or infer_type(name, files)
+    if kind in CONVERTED_TYPES:
+        return PendingSource(name, kind, files)  # type: ignore[return-value]
     return _open_files(name, kind, files)
 
 
@@ -233,13 +246,15 @@ def _fixed_prefix(path: str) -> str:
 
 def _folder_files(name: str, folder: str, kind: str | None) -> list[str]:
     state_path = os.path.join(folder, "state.json")
-    if kind != "parquet" and os.path.isfile(state_path):
+    if kind in (None, "arrow") and os.path.isfile(state_path):
         return _save_to_disk_files(name, folder, state_path)
-    suffixes = {
+    by_kind: dict[str | None, tuple[str, ...]] = {
         None: _PARQUET_SUFFIXES + _ARROW_SUFFIXES,
         "parquet": _PARQUET_SUFFIXES,
         "arrow": _ARROW_SUFFIXES,
-    }[kind]
+        **_CONVERTED_SUFFIXES,
+    }
+    suffixes = by_kind[kind]
     found = sorted(
         e.name
         for e in os.scandir(folder)
@@ -281,14 +296,19 @@ def infer_type(name: str, files: Sequence[str]) -> str:
             kinds.setdefault("parquet", f)
         elif low.endswith(_ARROW_SUFFIXES):
             kinds.setdefault("arrow", f)
+        elif any(low.endswith(v) for v in _CONVERTED_SUFFIXES.values()):
+            kind = next(str(k) for k, v in _CONVERTED_SUFFIXES.items() if low.endswith(v))
+            kinds.setdefault(kind, f)
         else:
             raise SourceError(
                 f"dataset {short(name)}: cannot tell the type of {short(f)} from its suffix; set "
-                'type = "parquet" or type = "arrow"'
+                'type = "parquet", "arrow", "json", "csv" or "text"'
             )
     if len(kinds) > 1:
+        shown = {"parquet": "Parquet", "arrow": "Arrow", "json": "JSON", "csv": "CSV"}
+        (k1, f1), (k2, f2) = list(kinds.items())[:2]
         raise SourceError(
-            f"dataset {short(name)}: data_files mixes Parquet ({short(kinds['parquet'])}) and "
-            f"Arrow ({short(kinds['arrow'])}) files; set type, or split them into two datasets"
+            f"dataset {short(name)}: data_files mixes {shown.get(k1, k1)} ({short(f1)}) and "
+            f"{shown.get(k2, k2)} ({short(f2)}) files; set type, or split them into two datasets"
         )
     return next(iter(kinds))

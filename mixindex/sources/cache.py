@@ -165,7 +165,19 @@ def cache_sources(
     :func:`default_cache_dir`). The sources swapped out are closed."""
     out: list[Source] = []
     records: list[dict[str, Any]] = []
+    from mixindex.sources.convert import convert_source, needs_conversion
+
     for config, src in zip(configs, sources, strict=True):
+        if needs_conversion(src):
+            # Text formats, in-memory datasets and streams: converted whatever the settings,
+            # so that the index can reopen them by itself.
+            cached, record = convert_source(
+                src, cache_dir if cache_dir is not None else default_cache_dir()
+            )
+            src.close()
+            out.append(cached)
+            records.append(record)
+            continue
         wanted = config.cache == "arrow" or (cache_dir is not None and src.type == "parquet")
         if not wanted:
             out.append(src)

@@ -55,6 +55,10 @@ def open_hf_dataset(name: str, ds: Any) -> Source:
     return DatasetSource(name, ds)
 
 
+# Replayed table operations that change only the schema's metadata.
+_METADATA_ONLY = frozenset({"replace_schema_metadata"})
+
+
 def _backing_files(ds: Any) -> list[str] | None:
     """The files whose concatenation is the dataset's table, or None if it is anything else.
 
@@ -73,7 +77,10 @@ def _backing_files(ds: Any) -> list[str] | None:
     files = []
     for part in parts:
         path = getattr(part, "path", None)
-        if not isinstance(path, str) or getattr(part, "replays", None):
+        replays = getattr(part, "replays", None) or []
+        # A dataset of one file records the features in the schema's metadata as a replayed
+        # operation; that changes no row or column. Any other operation does.
+        if not isinstance(path, str) or any(r[0] not in _METADATA_ONLY for r in replays):
             return None
         files.append(os.path.abspath(path))
     return files
