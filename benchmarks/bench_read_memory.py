@@ -36,7 +36,7 @@ def rss():
             out[key] = int(line.split()[1]) / 1024
     return out
 
-import mixindex, mixindex.reader
+import mixindex, mixindex.read.dataset
 report = {"imported": rss()}
 ds = mixindex.open(sys.argv[1])
 report["opened"] = rss()

@@ -61,17 +61,18 @@ from mixindex.errors import (
     SpecError,
     StateError,
 )
-from mixindex.schedule import WeightSchedulePoint, WeightScheduler
-from mixindex.spec import (
+from mixindex.spec.config import (
     DatasetConfig,
     MixStageConfig,
     PipelineConfig,
     StopStrategy,
     load_spec,
 )
+from mixindex.spec.schedule import WeightSchedulePoint, WeightScheduler
 
 if TYPE_CHECKING:
     from mixindex.builder import build
+    from mixindex.mixing.composite import CompositeShardedSource
     from mixindex.mixing.files import (
         ArrowShardedSource,
         CsvShardedSource,
@@ -83,7 +84,6 @@ if TYPE_CHECKING:
     from mixindex.mixing.interleave import block_mixture_interleave
     from mixindex.mixing.mixed import MixedShardedSource
     from mixindex.mixing.sharded import (
-        CompositeShardedSource,
         FilteredShardedSource,
         LimitedShardedSource,
         MappedShardedSource,
@@ -91,13 +91,13 @@ if TYPE_CHECKING:
         ShardInfo,
         ShuffledShardedSource,
     )
-    from mixindex.reader import MixedDataset, open
+    from mixindex.read.dataset import MixedDataset, open
 
 # The reader and the builder load on first use, so that `import mixindex` stays light.
 _LAZY = {
     "build": "mixindex.builder",
-    "open": "mixindex.reader",
-    "MixedDataset": "mixindex.reader",
+    "open": "mixindex.read.dataset",
+    "MixedDataset": "mixindex.read.dataset",
     # EasyDeL's mixing API (mixindex/mixing/); block_mixture_interleave imports datasets.
     "block_mixture_interleave": "mixindex.mixing.interleave",
     "MixedShardedSource": "mixindex.mixing.mixed",
@@ -107,7 +107,7 @@ _LAZY = {
     "FilteredShardedSource": "mixindex.mixing.sharded",
     "ShuffledShardedSource": "mixindex.mixing.sharded",
     "LimitedShardedSource": "mixindex.mixing.sharded",
-    "CompositeShardedSource": "mixindex.mixing.sharded",
+    "CompositeShardedSource": "mixindex.mixing.composite",
     "ParquetShardedSource": "mixindex.mixing.files",
     "JsonShardedSource": "mixindex.mixing.files",
     "ArrowShardedSource": "mixindex.mixing.files",

@@ -13,19 +13,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mixindex.output import (
+from mixindex.plan.planner import ChunkTask, PlanInputs, Planner
+from mixindex.sources import open_source
+from mixindex.sources.convert import PendingSource
+from mixindex.spec.config import PipelineConfig, load_spec
+from mixindex.store.output import (
     check_existing,
     check_free_space,
     check_output_path,
     estimate_bytes,
     protected_paths,
 )
-from mixindex.plan import ChunkTask, PlanInputs, Planner
-from mixindex.publish import clean_leftovers, termination_guard
-from mixindex.sources import open_source
-from mixindex.sources.convert import PendingSource
-from mixindex.spec import PipelineConfig, load_spec
-from mixindex.store import IndexWriter
+from mixindex.store.publish import clean_leftovers, termination_guard
+from mixindex.store.writer import IndexWriter
 
 
 def _progress(total: int, quiet: bool) -> Any:
@@ -51,8 +51,8 @@ def build(
     """Plan the mix described by ``spec`` and store it at ``out``; returns the index path.
 
     Nothing is left at ``out`` (or beside it) if anything fails, SIGTERM included (it raises
-    :class:`~mixindex.publish.BuildTerminated` once cleanup is done). ``force`` replaces only an
-    existing index; an output that overlaps the spec, the sources, the cache or the current
+    :class:`~mixindex.store.publish.BuildTerminated` once cleanup is done). ``force`` replaces
+    only an existing index; an output that overlaps the spec, the sources, the cache or the current
     folder, or that would not fit on its disk, is refused before any work. ``cache_dir``
     converts every Parquet source into an Arrow IPC cache there (fast random rows); a dataset
     with ``cache = "arrow"`` is converted even without it, into the default cache folder.
@@ -106,7 +106,8 @@ def _build(
     config = spec if isinstance(spec, PipelineConfig) else load_spec(spec)
     started = time.perf_counter()
     sources = [open_source(d, config.base_dir) for d in config.datasets]
-    from mixindex.sources.cache import cache_sources, default_cache_dir
+    from mixindex.sources.cache import default_cache_dir
+    from mixindex.sources.prepare import cache_sources
 
     # ---- where the index goes: refused before any work if it could hurt what is on disk ----
     caching = cache_dir is not None or any(d.cache == "arrow" for d in config.datasets)

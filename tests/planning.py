@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from mixindex.plan import PlanInputs, Planner
-from mixindex.schedule import WeightSchedulePoint, WeightScheduler
-from mixindex.spec import StopStrategy
+from mixindex.plan.planner import PlanInputs, Planner
+from mixindex.spec.config import StopStrategy
+from mixindex.spec.schedule import WeightSchedulePoint, WeightScheduler
 
 
 @dataclass

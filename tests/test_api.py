@@ -15,10 +15,10 @@ def test_public_names_resolve() -> None:
 
 def test_importing_submodules_keeps_the_functions() -> None:
     import mixindex.builder
-    import mixindex.reader
+    import mixindex.read.dataset
 
     assert callable(mixindex.build) and mixindex.build.__module__ == "mixindex.builder"
-    assert callable(mixindex.open) and mixindex.open.__module__ == "mixindex.reader"
+    assert callable(mixindex.open) and mixindex.open.__module__ == "mixindex.read.dataset"
 
 
 def test_import_is_light() -> None:

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from planning import plan, written_off_owed
 
-from mixindex.apportion import HORIZON, Apportioner, WrittenOffTargets, bound
-from mixindex.schedule import WeightSchedulePoint, WeightScheduler
+from mixindex.plan.apportion import HORIZON, Apportioner, WrittenOffTargets, bound
+from mixindex.spec.schedule import WeightSchedulePoint, WeightScheduler
 
 
 def counts_for(weights: np.ndarray, length: int) -> np.ndarray:
@@ -232,7 +232,7 @@ def test_planner_counts_match_the_positions() -> None:
 def test_earliest_picks_the_lexicographic_first(
     rows: list[tuple[int, float]], data: st.DataObject
 ) -> None:
-    from mixindex.apportion import _earliest
+    from mixindex.plan.apportion import _earliest
 
     due = np.array([r[0] for r in rows])
     key = np.array([r[1] for r in rows])
@@ -242,7 +242,7 @@ def test_earliest_picks_the_lexicographic_first(
 
 
 def test_repair_keeps_counts_valid_when_the_owed_slots_do_not_fit() -> None:
-    from mixindex.apportion import _fill
+    from mixindex.plan.apportion import _fill
 
     x = np.array([2.6, 0.0, 1.4, 0.9])
     active = np.array([True, False, True, True])

@@ -1,4 +1,4 @@
-"""SQL over an index (mixindex.audit, ``mixindex audit``): every answer is checked against the
+"""SQL over an index (mixindex.audit.sql, ``mixindex audit``): every answer is checked against the
 arrays as zarr reads them, or against the source files read with pyarrow and datasets."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from auditing import assert_ok, assert_one_line_error, read_arrays, run
 from conftest import DEFAULT_MIX, Data, Shared, SpecWriter, spec_dict
 
 import mixindex
-from mixindex.audit import connect, format_table, query
+from mixindex.audit.sql import connect, format_table, query
 from mixindex.builder import build
 from mixindex.errors import QueryError
 

@@ -9,14 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from planning import plan
 
-from mixindex.bound import (
+from mixindex.plan.bound import (
     DIRECT_BLOCKS,
     EXACT_CELLS,
     CumulativeTargets,
     length_bound,
     targets_before,
 )
-from mixindex.schedule import WeightSchedulePoint, WeightScheduler
+from mixindex.spec.schedule import WeightSchedulePoint, WeightScheduler
 
 
 def scheduler(points: list[tuple[int, list[float]]], interpolation: str) -> WeightScheduler:

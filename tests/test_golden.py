@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 
 import mixindex
 from mixindex.builder import build
-from mixindex.store import CHUNK_DIGESTS, POSITION_ARRAYS, TABLE_ARRAYS, StoredIndex
+from mixindex.store.index import StoredIndex
+from mixindex.store.layout import CHUNK_DIGESTS, POSITION_ARRAYS, TABLE_ARRAYS
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -21,7 +21,7 @@ from conftest import DEFAULT_MIX, Shared
 
 import mixindex
 from mixindex.errors import StateError
-from mixindex.reader import MixedDataset
+from mixindex.read.dataset import MixedDataset
 
 N = DEFAULT_MIX["num_examples"]
 
@@ -36,7 +36,7 @@ pytestmark = [
 
 def test_importing_the_reader_stays_light() -> None:
     code = (
-        "import mixindex, mixindex.reader, sys; "
+        "import mixindex, mixindex.read.dataset, sys; "
         "print([m for m in ('datasets', 'duckdb', 'zarr', 'torch', 'grain') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -19,10 +19,10 @@ from auditing import assert_ok, assert_one_line_error, run
 from conftest import DEFAULT_MIX, spec_dict, to_toml
 
 import mixindex
+from mixindex.audit.verify import verify
 from mixindex.builder import build
 from mixindex.errors import IndexFormatError
-from mixindex.store import ARRAYS, FORMAT_VERSION
-from mixindex.verify import verify
+from mixindex.store.layout import ARRAYS, FORMAT_VERSION
 
 N = DEFAULT_MIX["num_examples"]
 

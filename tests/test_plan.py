@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from planning import plan
 
 from mixindex.errors import PlanError
-from mixindex.schedule import WeightSchedulePoint, WeightScheduler
-from mixindex.spec import StopStrategy
+from mixindex.spec.config import StopStrategy
+from mixindex.spec.schedule import WeightSchedulePoint, WeightScheduler
 
 # ---- golden sequences: these pin the exact output for good (S3, S6) ----------------------------
 
@@ -253,11 +253,11 @@ def test_dtypes_follow_the_data() -> None:
 def test_grouped_and_per_position_row_paths_agree(
     monkeypatch: pytest.MonkeyPatch, row_order: str
 ) -> None:
-    import mixindex.plan
+    import mixindex.plan.planner
 
     args = {"block_size": 9, "seed": 11, "num_examples": 2000, "row_order": row_order}
     grouped = plan([5, 17, 300, 2], [0.1, 0.3, 0.5, 0.1], **args)
-    monkeypatch.setattr(mixindex.plan, "GROUPED_SOURCES", 0)
+    monkeypatch.setattr(mixindex.plan.planner, "GROUPED_SOURCES", 0)
     flat = plan([5, 17, 300, 2], [0.1, 0.3, 0.5, 0.1], **args)
     assert (grouped.row == flat.row).all() and (grouped.epoch == flat.epoch).all()
 
@@ -334,7 +334,7 @@ def test_memory_does_not_follow_the_epoch_span(monkeypatch: pytest.MonkeyPatch) 
     # lowest to the highest epoch took 8 bytes per epoch in the span (800 MB at 10^8).
     import tracemalloc
 
-    from mixindex import plan as plan_module
+    from mixindex.plan import planner as plan_module
 
     k = plan_module.GROUPED_SOURCES + 44
     names = tuple(f"s{i}" for i in range(k))

@@ -10,7 +10,7 @@ from auditing import assert_ok, assert_one_line_error, run
 from conftest import DEFAULT_MIX, Shared
 
 import mixindex
-from mixindex.positions import check_position, check_positions
+from mixindex.read.positions import check_position, check_positions
 
 N = DEFAULT_MIX["num_examples"]
 

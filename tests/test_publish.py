@@ -200,8 +200,8 @@ def hook(event, args):
 
 sys.addaudithook(hook)
 if mode == "fallback":
-    import mixindex.publish
-    mixindex.publish._renameat2 = None
+    import mixindex.store.publish
+    mixindex.store.publish._renameat2 = None
 from mixindex.cli import main
 main(sys.argv[4:], prog_name="mixindex")
 """
@@ -372,7 +372,7 @@ def fake_leftover(path: Path, extra: str | None = None) -> Path:
 def test_only_leftovers_of_gone_processes_are_removed(
     data: Data, write_spec: SpecWriter, tmp_path: Path
 ) -> None:
-    from mixindex.publish import process_token
+    from mixindex.store.publish import process_token
 
     out = tmp_path / "mix.mixindex"
     gone = dead_pid()
@@ -410,7 +410,7 @@ def test_only_leftovers_of_gone_processes_are_removed(
 @pytest.fixture(params=["renameat2", "fallback"])
 def publishing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Publish with renameat2 where the system has it, or with the lock-and-rename fallback."""
-    from mixindex import publish
+    from mixindex.store import publish
 
     if request.param == "renameat2" and publish._renameat2 is None:
         pytest.skip("renameat2 is not available here")
@@ -421,7 +421,7 @@ def publishing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 
 def meanwhile(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> None:
     """Run ``action`` once, while the build writes its first chunk."""
-    from mixindex.store import IndexWriter
+    from mixindex.store.writer import IndexWriter
 
     real = IndexWriter.write_chunk
     done: list[bool] = []
@@ -474,7 +474,7 @@ def test_force_swaps_back_what_replaced_the_index_after_the_last_look(
 ) -> None:
     # The user's folder arrives between publish's look at OUT and the exchange: the exchange
     # happens, the check after it finds no index, and the exchange is undone.
-    from mixindex import output, publish
+    from mixindex.store import output, publish
 
     if publish._renameat2 is None:
         pytest.skip("renameat2 is not available here")

@@ -25,7 +25,7 @@ from conftest import (
 import mixindex
 from mixindex.builder import build
 from mixindex.errors import SourceChangedError
-from mixindex.reader import MixedDataset
+from mixindex.read.dataset import MixedDataset
 
 N = DEFAULT_MIX["num_examples"]
 NAMES = ["code", "notes", "docs"]

@@ -14,7 +14,7 @@ import mixindex
 from mixindex import DatasetConfig, MixStageConfig, PipelineConfig
 from mixindex.builder import build
 from mixindex.errors import SourceError
-from mixindex.reader import MixedDataset
+from mixindex.read.dataset import MixedDataset
 
 N = DEFAULT_MIX["num_examples"]
 NAMES = ["code", "notes", "docs"]
@@ -96,7 +96,7 @@ MEMORY_CHILD = r"""
 import json, sys
 import numpy as np
 import pyarrow.compute, pyarrow.ipc  # imported by the first open: not what is measured
-import mixindex, mixindex.reader
+import mixindex, mixindex.read.dataset
 
 def anon():
     for line in open("/proc/self/status"):

@@ -13,9 +13,9 @@ from auditing import assert_ok, assert_one_line_error, read_arrays, run
 from conftest import DEFAULT_MIX, Data, Shared, SpecWriter, spec_dict
 from planning import step_weights, toggles_every_block, written_off_owed
 
+from mixindex.audit.report import diff, report, where
 from mixindex.builder import build
-from mixindex.report import diff, report, where
-from mixindex.store import StoredIndex
+from mixindex.store.index import StoredIndex
 
 N = DEFAULT_MIX["num_examples"]
 B = DEFAULT_MIX["block_size"]
@@ -300,7 +300,7 @@ def test_plot_without_matplotlib(
 def test_summary_streams_over_count_chunks(
     data: Data, write_spec: SpecWriter, tmp_path: Path
 ) -> None:
-    from mixindex.summary import summarize
+    from mixindex.audit.summary import summarize
 
     one = summarize(StoredIndex(build(write_spec(), tmp_path / "one.mixindex")))
     many_path = build(write_spec(), tmp_path / "many.mixindex", chunk_blocks=2)

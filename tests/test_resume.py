@@ -13,7 +13,7 @@ from conftest import DEFAULT_MIX, Shared
 
 import mixindex
 from mixindex.errors import StateError
-from mixindex.reader import MixedDataset
+from mixindex.read.dataset import MixedDataset
 
 N = DEFAULT_MIX["num_examples"]
 

@@ -6,7 +6,14 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mixindex.rng import derive_key, half_bits, mix64, mix64_array, permute_rows, shuffle_blocks
+from mixindex.plan.rng import (
+    derive_key,
+    half_bits,
+    mix64,
+    mix64_array,
+    permute_rows,
+    shuffle_blocks,
+)
 
 
 def test_splitmix64_reference_values() -> None:

@@ -1,7 +1,8 @@
-"""The audit connection's guarantees (mixindex.sandbox through mixindex.audit.connect): a private
-temporary folder that goes away, no file of the user's reachable from SQL (not even ``.tmp``
-of the working directory), settings SQL cannot change, limits that DuckDB applies, and queries
-that a timeout or Ctrl-C stops."""
+"""The audit connection's guarantees (mixindex.audit.sandbox through mixindex.audit.sql.connect): a
+private temporary folder that goes away, no file of the user's reachable from SQL (not even
+``.tmp`` of the working directory), settings SQL cannot change, limits that DuckDB applies, and
+queries that a timeout or Ctrl-C stops.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import DEFAULT_MIX, Shared
 
-from mixindex.audit import connect, query
+from mixindex.audit.sandbox import QueryTimeout, Sandbox
+from mixindex.audit.sql import connect, query
 from mixindex.errors import QueryError
-from mixindex.sandbox import QueryTimeout, Sandbox
 
 N = DEFAULT_MIX["num_examples"]
 # Runs for hours: only an interrupt ends it.

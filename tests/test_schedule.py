@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mixindex.errors import SpecError
-from mixindex.schedule import WeightSchedulePoint, WeightScheduler, cosine_ease
+from mixindex.spec.schedule import WeightSchedulePoint, WeightScheduler, cosine_ease
 
 POINTS = [
     WeightSchedulePoint(0, {"code": 0.2, "text": 0.8}),

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import mixindex
 from mixindex.errors import StateError
-from mixindex.resume import Sharding
+from mixindex.read.state import Sharding
 
 N = DEFAULT_MIX["num_examples"]  # 950
 

@@ -25,7 +25,7 @@ from mixindex.errors import SourceError
 from mixindex.sources import Source, open_source, reopen_source
 from mixindex.sources.arrow import ArrowSource
 from mixindex.sources.parquet import ParquetSource
-from mixindex.spec import DatasetConfig
+from mixindex.spec.config import DatasetConfig
 
 # File sizes chosen so that files, row groups and batches all have different, odd lengths;
 # the 0 makes an empty file in the middle, which row lookups must skip.

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import mixindex
 from mixindex.cli import main
 from mixindex.errors import SpecError
-from mixindex.spec import (
+from mixindex.spec.config import (
     MAX_BLOCK_SIZE,
     DatasetConfig,
     MixStageConfig,

@@ -26,7 +26,8 @@ from conftest import (
 import mixindex
 from mixindex.builder import build
 from mixindex.errors import IndexExistsError, IndexFormatError
-from mixindex.store import FORMAT_VERSION, IndexWriter
+from mixindex.store.layout import FORMAT_VERSION
+from mixindex.store.writer import IndexWriter
 
 N = DEFAULT_MIX["num_examples"]
 B = DEFAULT_MIX["block_size"]

@@ -15,9 +15,10 @@ import pytest
 from auditing import assert_ok, assert_one_line_error, run
 from conftest import NOTES_BATCH, NOTES_SCHEMA, Data, SpecWriter
 
+from mixindex.audit.verify import verify
 from mixindex.builder import build
-from mixindex.store import ARRAYS, StoredIndex
-from mixindex.verify import verify
+from mixindex.store.index import StoredIndex
+from mixindex.store.layout import ARRAYS
 
 
 @pytest.fixture

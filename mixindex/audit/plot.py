@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from mixindex.audit.report import window_table
+from mixindex.audit.summary import scheduler_of
 from mixindex.errors import MixIndexError
-from mixindex.report import window_table
-from mixindex.store import StoredIndex
-from mixindex.summary import scheduler_of
+from mixindex.store.index import StoredIndex
 
 __all__ = ["plot"]
 

@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from mixindex.apportion import WrittenOffTargets
+from mixindex.audit.summary import block_targets, summarize
 from mixindex.errors import SourceError
-from mixindex.store import ChunkedArray, StoredIndex
-from mixindex.summary import block_targets, summarize
+from mixindex.plan.apportion import WrittenOffTargets
+from mixindex.store.chunks import ChunkedArray
+from mixindex.store.index import StoredIndex
 
 __all__ = [
     "diff",
@@ -53,8 +54,8 @@ def window_table(index: StoredIndex, window_blocks: int) -> dict[str, np.ndarray
     Returns ``start``/``stop`` (positions, stop exclusive), ``realised`` and ``target``
     (windows x sources, each row summing to 1) and ``counts`` (examples per window and source).
     The target is what the planner owes in the window: the growth of ``Q'``, the cumulative
-    target with write-offs (:class:`~mixindex.apportion.WrittenOffTargets`), so a window where a
-    source's weight drops to 0 hands what it was still owed to the others.
+    target with write-offs (:class:`~mixindex.plan.apportion.WrittenOffTargets`), so a
+    window where a source's weight drops to 0 hands what it was still owed to the others.
     """
     counts = index.table("counts").astype(np.int64)
     weights, lengths = block_targets(index)
@@ -91,8 +92,8 @@ def report(index: StoredIndex, *, window: int | None = None, **limits: Any) -> d
     position per source, and realised vs. target weights per window of ``window`` positions
     (rounded up to whole blocks; default about a tenth of the mix). ``limits``
     (``memory_limit``, ``temp_limit``, ``timeout``) bound its DuckDB query, as in
-    :func:`mixindex.audit.connect`."""
-    from mixindex.audit import connect, query
+    :func:`mixindex.audit.sql.connect`."""
+    from mixindex.audit.sql import connect, query
 
     out = summarize(index)
     with connect(index, **limits) as con:

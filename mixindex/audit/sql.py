@@ -15,7 +15,7 @@ pages are unmapped once DuckDB has consumed it, so a full scan holds a few chunk
 Only ``position`` is computed (8 bytes a row, per chunk); ``block`` is ``position // block_size``
 in SQL.
 
-The connection is a :class:`mixindex.sandbox.Sandbox`: limited memory and spill space in a
+The connection is a :class:`mixindex.audit.sandbox.Sandbox`: limited memory and spill space in a
 private temporary folder, no file of the user's reachable (external access off, statements that
 write refused, configuration locked), and queries that a timeout or Ctrl-C stops.
 
@@ -36,10 +36,11 @@ from typing import IO, Any
 import numpy as np
 import pyarrow as pa
 
+from mixindex.audit.sandbox import DEFAULT_MEMORY_LIMIT, DEFAULT_TEMP_LIMIT, Sandbox
+from mixindex.audit.summary import scheduler_of
 from mixindex.errors import QueryError
-from mixindex.sandbox import DEFAULT_MEMORY_LIMIT, DEFAULT_TEMP_LIMIT, Sandbox
-from mixindex.store import POSITION_ARRAYS, StoredIndex
-from mixindex.summary import scheduler_of
+from mixindex.store.index import StoredIndex
+from mixindex.store.layout import POSITION_ARRAYS
 
 __all__ = ["FORMATS", "VIEWS", "connect", "format_table", "query", "write_result"]
 
@@ -186,7 +187,7 @@ def connect(
     temp_limit: str = DEFAULT_TEMP_LIMIT,
     timeout: float | None = None,
 ) -> Sandbox:
-    """A DuckDB connection (a :class:`~mixindex.sandbox.Sandbox`) with the views ``mix``,
+    """A DuckDB connection (a :class:`~mixindex.audit.sandbox.Sandbox`) with the views ``mix``,
     ``sources``, ``blocks``, ``schedule`` over ``index``. It reads and writes no file of the
     user's, uses at most ``memory_limit`` of memory and ``temp_limit`` of spill space in a
     private temporary folder, and stops a :func:`query` after ``timeout`` seconds. Close it

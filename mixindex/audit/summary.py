@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from mixindex.apportion import WrittenOffTargets
-from mixindex.schedule import WeightSchedulePoint, WeightScheduler
-from mixindex.store import StoredIndex
+from mixindex.plan.apportion import WrittenOffTargets
+from mixindex.spec.schedule import WeightSchedulePoint, WeightScheduler
+from mixindex.store.index import StoredIndex
 
 
 def scheduler_of(meta: dict[str, Any]) -> WeightScheduler:
@@ -38,7 +38,7 @@ def _block_targets(index: StoredIndex, lo: int, hi: int) -> tuple[np.ndarray, np
 def share_stats(index: StoredIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per source: examples served, target examples (the schedule's), and ``max dev``: the
     largest ``|cumulative count - Q'|`` at a block boundary, where ``Q'`` is the cumulative
-    target with the planner's write-offs (:class:`~mixindex.apportion.WrittenOffTargets`; S2
+    target with the planner's write-offs (:class:`~mixindex.plan.apportion.WrittenOffTargets`; S2
     in numbers).
 
     Reads the count table one stored chunk at a time, so memory stays flat for any number of

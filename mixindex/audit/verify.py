@@ -5,7 +5,8 @@ Checks, each problem reported as one line:
 1. every chunk of every array against its recorded sha256 (the ``chunk_digests`` array),
    naming the chunk file (``row/c/3``) that differs, is missing or has the wrong size;
 2. the index's content digest, recomputed from the arrays' bytes and the attributes that change
-   what is served or reported (so a hand-edited attribute shows here, see :mod:`mixindex.meta`);
+   what is served or reported (so a hand-edited attribute shows here, see
+   :mod:`mixindex.store.meta`);
 3. that the tables agree with the positions: each block's ``counts`` are the number of slots of
    each source in it, its ``cursors`` the number before it, and rows are within their source;
 4. every source against its fingerprint (files, sizes, row counts, schema), and with ``deep``
@@ -26,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from mixindex.errors import IndexFormatError, IndexReplacedError, SourceError, one_line
-from mixindex.store import ARRAYS, POSITION_ARRAYS, StoredIndex
+from mixindex.store.index import StoredIndex
+from mixindex.store.layout import ARRAYS, POSITION_ARRAYS
 
 __all__ = ["VerifyResult", "verify"]
 

@@ -1,9 +1,10 @@
 """The audit commands of the ``mixindex`` CLI: audit, report, where, plot, verify, diff.
 
-Thin like the rest of the CLI: parse, call :mod:`mixindex.audit`, :mod:`mixindex.report`,
-:mod:`mixindex.verify` or :mod:`mixindex.plot`, print. Errors a user can cause print one line
-``error: ...`` and exit with status 2 (``friendly``); ``verify`` and ``diff`` exit with 1 when
-the index is damaged or the two indexes differ, like ``cmp``.
+Thin like the rest of the CLI: parse, call :mod:`mixindex.audit.sql`,
+:mod:`mixindex.audit.report`, :mod:`mixindex.audit.verify` or :mod:`mixindex.audit.plot`, print.
+Errors a user can cause print one line ``error: ...`` and exit with status 2 (``friendly``);
+``verify`` and ``diff`` exit with 1 when the index is damaged or the two indexes differ, like
+``cmp``.
 """
 
 from __future__ import annotations
@@ -18,42 +19,15 @@ from typing import Any, TypeVar
 
 import click
 
-__all__ = ["register"]
+from mixindex.cli.errors import friendly, stoppable
+
+__all__ = ["COMMANDS"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def friendly(func: F) -> F:
-    """:func:`mixindex.cli.friendly`, looked up at call time: ``mixindex.cli`` imports this
-    module at its end, so importing it back at import time would be circular."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from mixindex.cli import friendly as one_line_errors
-
-        return one_line_errors(func)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def stoppable(func: F) -> F:
-    """Ctrl-C during a query: one line and exit status 130, no traceback (the query's
-    connection has already been interrupted and closed on the way out)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except KeyboardInterrupt:
-            line = "interrupted (Ctrl-C): the query was stopped and its temporary files removed"
-            click.echo(f"error: {line}", err=True)
-            sys.exit(130)
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _checked_limits(memory_limit: str, temp_limit: str, timeout: str | None) -> dict[str, Any]:
-    from mixindex.sandbox import check_size, check_timeout
+    from mixindex.audit.sandbox import check_size, check_timeout
 
     return {
         "memory_limit": check_size(memory_limit, "--memory-limit"),
@@ -64,7 +38,7 @@ def _checked_limits(memory_limit: str, temp_limit: str, timeout: str | None) -> 
 
 def limit_options(func: F) -> F:
     """--memory-limit, --temp-limit and --timeout, checked into the keyword ``limits``."""
-    from mixindex.sandbox import DEFAULT_MEMORY_LIMIT, DEFAULT_TEMP_LIMIT
+    from mixindex.audit.sandbox import DEFAULT_MEMORY_LIMIT, DEFAULT_TEMP_LIMIT
 
     @functools.wraps(func)
     def wrapper(
@@ -141,7 +115,7 @@ def audit(
     Queries can only read: no file is reachable, and COPY, EXPORT, ATTACH, PRAGMA and
     extensions are refused. Ctrl-C stops a query at once.
     """
-    from mixindex.audit import connect, format_table, query, write_result
+    from mixindex.audit.sql import connect, format_table, query, write_result
     from mixindex.errors import QueryError
 
     if sql == "-":
@@ -193,9 +167,9 @@ def report(index: str, window: int | None, as_json: bool, limits: dict[str, Any]
     served ahead) is written off: handed to the active sources in proportion to their weights,
     as the planner does. The window targets include these write-offs too.
     """
-    from mixindex.report import format_report
-    from mixindex.report import report as make_report
-    from mixindex.store import StoredIndex
+    from mixindex.audit.report import format_report
+    from mixindex.audit.report import report as make_report
+    from mixindex.store.index import StoredIndex
 
     r = make_report(StoredIndex(index), window=window, **limits)
     click.echo(json.dumps(r, indent=2) if as_json else format_report(r))
@@ -214,9 +188,9 @@ def report(index: str, window: int | None, as_json: bool, limits: dict[str, Any]
 @friendly
 def where(index: str, source: str, row: int, global_batch_size: int | None, as_json: bool) -> None:
     """List the positions at which ROW of SOURCE is served."""
-    from mixindex.report import format_where
-    from mixindex.report import where as find
-    from mixindex.store import StoredIndex
+    from mixindex.audit.report import format_where
+    from mixindex.audit.report import where as find
+    from mixindex.store.index import StoredIndex
 
     w = find(StoredIndex(index), source, row, global_batch_size=global_batch_size)
     click.echo(json.dumps(w, indent=2) if as_json else format_where(w))
@@ -241,8 +215,8 @@ def plot(index: str, out: str, global_batch_size: int | None, windows: int) -> N
 
     Needs matplotlib: pip install 'mixindex[plot]'.
     """
-    from mixindex.plot import plot as draw
-    from mixindex.store import StoredIndex
+    from mixindex.audit.plot import plot as draw
+    from mixindex.store.index import StoredIndex
 
     draw(StoredIndex(index), out, global_batch_size=global_batch_size, windows=windows)
     click.echo(f"wrote {out}", err=True)
@@ -257,7 +231,7 @@ def verify(index: str, deep: bool) -> None:
 
     Exit status 0 when everything holds, 1 with one line per problem otherwise.
     """
-    from mixindex.verify import verify as check
+    from mixindex.audit.verify import verify as check
 
     result = check(index, deep=deep)
     for line in result.problems:
@@ -280,9 +254,9 @@ def verify(index: str, deep: bool) -> None:
 def diff(a: str, b: str, as_json: bool) -> None:
     """Compare two indexes: equal or not, the first position where they differ, and per
     source the change in realised share. Exit status 0 if equal, 1 if not."""
-    from mixindex.report import diff as compare
-    from mixindex.report import format_diff
-    from mixindex.store import StoredIndex
+    from mixindex.audit.report import diff as compare
+    from mixindex.audit.report import format_diff
+    from mixindex.store.index import StoredIndex
 
     d = compare(StoredIndex(a), StoredIndex(b))
     click.echo(json.dumps(d, indent=2) if as_json else format_diff(d))
@@ -290,7 +264,4 @@ def diff(a: str, b: str, as_json: bool) -> None:
         sys.exit(1)
 
 
-def register(group: click.Group) -> None:
-    """Add the audit commands to the ``mixindex`` group."""
-    for command in (audit, report, where, plot, verify, diff):
-        group.add_command(command)
+COMMANDS = [audit, report, where, plot, verify, diff]

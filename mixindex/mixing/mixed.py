@@ -10,7 +10,7 @@ The mix is one shard, ``"mixed_shard_0"``, whose row ``p`` is position ``p`` of 
 same sequence as ``mixindex build`` of the same spec). ``len()`` is the mix's true length
 (``TypeError`` when it never ends, or when a source's length is unknown), every stop strategy
 ends where S5 says, and :meth:`MixedShardedSource.shard` gives each data-parallel rank its part
-of every global batch, like :meth:`mixindex.reader.MixedDataset.shard`.
+of every global batch, like :meth:`mixindex.read.dataset.MixedDataset.shard`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from mixindex.mixing.inputs import as_input
 from mixindex.mixing.sharded import ShardedDataSource, ShardInfo, draw_seed
 from mixindex.mixing.streams import Mixer
 from mixindex.mixing.walk import INFINITE, make_settings
-from mixindex.resume import Sharding
-from mixindex.schedule import WeightScheduler
+from mixindex.read.state import Sharding
+from mixindex.spec.schedule import WeightScheduler
 
 __all__ = ["MixedShardedSource"]
 
@@ -134,7 +134,7 @@ class MixedShardedSource(ShardedDataSource):
         self, rank: int, world_size: int, *, global_batch_size: int, drop_last: bool = True
     ) -> MixedShardedSource:
         """Rank ``rank``'s view: ``global_batch_size / world_size`` positions of each global batch
-        (see :mod:`mixindex.resume`); a trailing partial global batch is dropped unless
+        (see :mod:`mixindex.read.state`); a trailing partial global batch is dropped unless
         ``drop_last=False``, which splits it."""
         if self.sharding is not None:
             raise ValueError("this source is already one rank's shard")

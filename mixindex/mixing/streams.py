@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from mixindex.errors import PlanError, SourceError, StateError
-from mixindex.examples import SOURCE_FIELD, to_examples
 from mixindex.mixing.inputs import Input
 from mixindex.mixing.walk import (
     MixSettings,
@@ -36,7 +35,8 @@ from mixindex.mixing.walk import (
     settled_position,
     slot_planner,
 )
-from mixindex.spec import StopStrategy
+from mixindex.read.rows import SOURCE_FIELD, to_examples
+from mixindex.spec.config import StopStrategy
 
 __all__ = ["STATE_KIND", "STATE_VERSION", "Mixer"]
 

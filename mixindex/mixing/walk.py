@@ -2,8 +2,8 @@
 
 An in-memory mix (:func:`~mixindex.mixing.interleave.block_mixture_interleave`,
 :class:`~mixindex.mixing.mixed.MixedShardedSource`) is planned by the same
-:class:`~mixindex.plan.Planner` as ``mixindex build``, so it serves the same ``(source, row)``
-sequence as an index of the same spec (S6). Two plans are used:
+:class:`~mixindex.plan.planner.Planner` as ``mixindex build``, so it serves the same
+``(source, row)`` sequence as an index of the same spec (S6). Two plans are used:
 
 - with every source's length known, the real plan: rows, epochs and where the stop falls;
 - for streams, whose lengths are unknown, a plan with lengths so large that no source ever
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from mixindex.errors import SpecError
-from mixindex.plan import Chunk, ChunkTask, PlanInputs, Planner
-from mixindex.schedule import WeightSchedulePoint, WeightScheduler, normalise_weights
+from mixindex.plan.planner import Chunk, ChunkTask, PlanInputs, Planner
 from mixindex.sources.base import digest
-from mixindex.spec import MAX_SEED, StopStrategy
+from mixindex.spec.config import MAX_SEED, StopStrategy
+from mixindex.spec.schedule import WeightSchedulePoint, WeightScheduler, normalise_weights
 
 __all__ = ["INFINITE", "MixSettings", "PlanWalker", "make_settings"]
 

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from mixindex.schedule import WeightScheduler
+from mixindex.spec.schedule import WeightScheduler
 
 # Segments of at most this many blocks are summed block by block.
 DIRECT_BLOCKS = 4096

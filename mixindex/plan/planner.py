@@ -4,7 +4,7 @@ Pure and streaming: no I/O, no globals, no hidden randomness, and memory bounded
 blocks whatever the length. For each chunk of blocks it
 
 1. evaluates the schedule at each block's first position (S1),
-2. apportions each block's slots among the sources (S2, :mod:`mixindex.apportion`),
+2. apportions each block's slots among the sources (S2, :mod:`mixindex.plan.apportion`),
 3. orders each block's slots by a counter-based permutation of ``(seed, block)`` (S3),
 4. gives the k-th slot of a source, in position order, element k of that source's stream of
    epochs, rows in order or in a fresh stateless permutation per epoch (S4),
@@ -22,12 +22,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mixindex.apportion import HORIZON, Apportioner
-from mixindex.bound import length_bound, targets_before
 from mixindex.errors import PlanError
-from mixindex.rng import SALT_ROWS, derive_key, half_bits, mix64_array, permute_rows, shuffle_blocks
-from mixindex.schedule import WeightScheduler
-from mixindex.spec import PipelineConfig, StopStrategy
+from mixindex.plan.apportion import HORIZON, Apportioner
+from mixindex.plan.bound import length_bound, targets_before
+from mixindex.plan.rng import (
+    SALT_ROWS,
+    derive_key,
+    half_bits,
+    mix64_array,
+    permute_rows,
+    shuffle_blocks,
+)
+from mixindex.spec.config import PipelineConfig, StopStrategy
+from mixindex.spec.schedule import WeightScheduler
 
 # Positions per chunk (rounded to whole blocks): big enough for numpy to be efficient, small
 # enough to keep memory flat.

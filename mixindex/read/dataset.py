@@ -6,7 +6,7 @@ rows by Arrow record batch or Parquet row group, takes once per group and the ro
 in the requested order. Opening checks every source against the fingerprint recorded at build
 time (S7). The dataset is map-style for PyTorch and a random-access source for Grain; iteration
 resumes in O(1) from :meth:`MixedDataset.state_dict`, and :meth:`MixedDataset.shard` gives each
-data-parallel rank its slice of every global batch (see :mod:`mixindex.resume`).
+data-parallel rank its slice of every global batch (see :mod:`mixindex.read.state`).
 
 >>> # ds = mixindex.open("mix.mixindex"); ds[0]["__source__"]
 >>> # rank = ds.shard(rank, world_size, global_batch_size=256)
@@ -25,12 +25,12 @@ import numpy as np
 import pyarrow as pa
 
 from mixindex.errors import IndexReplacedError, SourceChangedError, SourceError
-from mixindex.examples import SOURCE_FIELD, conform, to_examples, unified_schema
-from mixindex.positions import check_position, check_positions, is_position
-from mixindex.resume import Sharding, load_state, make_state
+from mixindex.read.positions import check_position, check_positions, is_position
+from mixindex.read.rows import SOURCE_FIELD, conform, to_examples, unified_schema
+from mixindex.read.state import Sharding, load_state, make_state
 from mixindex.sources import Source, reopen_source
 from mixindex.sources.base import check_columns
-from mixindex.store import StoredIndex
+from mixindex.store.index import StoredIndex
 
 if TYPE_CHECKING:
     import datasets
@@ -276,7 +276,7 @@ class MixedDataset:
         return self.iter(self._start)
 
     def state_dict(self) -> dict[str, Any]:
-        """A small, versioned state: where iteration goes on (see :mod:`mixindex.resume`).
+        """A small, versioned state: where iteration goes on (see :mod:`mixindex.read.state`).
 
         >>> # state = ds.state_dict(); json.dumps(state)  # plain JSON
         """
@@ -326,7 +326,7 @@ class MixedDataset:
         ``num_shards`` contiguous runs of positions let DataLoader workers share the work (each
         worker reads whole runs, so with workers the order is by run, as for any HF dataset).
         """
-        from mixindex.loaders import to_iterable_dataset
+        from mixindex.read.integrations import to_iterable_dataset
 
         return to_iterable_dataset(self, num_shards=num_shards)
 

@@ -1,4 +1,4 @@
-"""Glue for Hugging Face ``datasets``: a :class:`~mixindex.reader.MixedDataset` as an
+"""Glue for Hugging Face ``datasets``: a :class:`~mixindex.read.dataset.MixedDataset` as an
 ``IterableDataset`` whose ``state_dict()`` resumes in O(1).
 
 PyTorch and Grain need no glue: the dataset is map-style (``__len__``, ``__getitem__``,
@@ -29,7 +29,7 @@ from mixindex.errors import StateError
 if TYPE_CHECKING:
     import numpy as np
 
-    from mixindex.reader import MixedDataset
+    from mixindex.read.dataset import MixedDataset
 
 __all__ = ["MixExamplesIterable", "to_iterable_dataset"]
 

@@ -1,6 +1,6 @@
 """Data sources: open the datasets of a spec, count their rows and read rows by number.
 
-    >>> from mixindex.spec import DatasetConfig
+    >>> from mixindex.spec.config import DatasetConfig
     >>> config = DatasetConfig(name="code", data_files="code/*.parquet")
     >>> src = open_source(config, base_dir)  # doctest: +SKIP
     >>> len(src), src.fingerprint()  # doctest: +SKIP
@@ -30,7 +30,7 @@ from mixindex.errors import SourceError, clip, one_line, short
 from mixindex.sources.base import Source
 
 if TYPE_CHECKING:
-    from mixindex.spec import DatasetConfig
+    from mixindex.spec.config import DatasetConfig
 
 __all__ = ["Source", "SourceError", "infer_type", "open_source", "reopen_source", "resolve_files"]
 
@@ -47,7 +47,7 @@ _GLOB_CHARS = "*?["
 
 
 def open_source(config: DatasetConfig, base_dir: Path | str) -> Source:
-    """Open the dataset a :class:`~mixindex.spec.DatasetConfig` names; reads metadata only."""
+    """Open the dataset a :class:`~mixindex.spec.config.DatasetConfig` names (metadata only)."""
     from mixindex.sources.hf import is_hf_dataset
 
     name = config.name

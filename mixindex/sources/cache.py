@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +33,9 @@ from mixindex.sources.arrow import ArrowSource
 from mixindex.sources.base import Source, one_line
 
 if TYPE_CHECKING:
-    from mixindex.spec import DatasetConfig
+    pass
 
-__all__ = ["BATCH_ROWS", "CACHE_VERSION", "cache_sources", "cached_source", "default_cache_dir"]
+__all__ = ["BATCH_ROWS", "CACHE_VERSION", "cached_source", "default_cache_dir"]
 
 CACHE_VERSION = 1
 # Record batches of the cache: big enough that 1024 random rows touch few batches (one grouped
@@ -155,43 +154,3 @@ def cached_source(src: Source, cache_dir: Path | str) -> tuple[ArrowSource, dict
     record = cached.describe()
     record["cache"] = {"kind": "arrow", "folder": str(folder), "source": manifest["source"]}
     return cached, record
-
-
-def cache_sources(
-    configs: Sequence[DatasetConfig], sources: Sequence[Source], cache_dir: Path | str | None
-) -> tuple[list[Source], list[dict[str, Any]]]:
-    """Sources and index records, with Parquet sources swapped for their Arrow cache where
-    ``cache = "arrow"`` or a ``cache_dir`` asks for it (in ``cache_dir``, else
-    :func:`default_cache_dir`). The sources swapped out are closed."""
-    out: list[Source] = []
-    records: list[dict[str, Any]] = []
-    from mixindex.sources.convert import convert_source, needs_conversion
-
-    for config, src in zip(configs, sources, strict=True):
-        if needs_conversion(src):
-            # Text formats, in-memory datasets and streams: converted whatever the settings,
-            # so that the index can reopen them by itself.
-            cached, record = convert_source(
-                src, cache_dir if cache_dir is not None else default_cache_dir()
-            )
-            src.close()
-            out.append(cached)
-            records.append(record)
-            continue
-        wanted = config.cache == "arrow" or (cache_dir is not None and src.type == "parquet")
-        if not wanted:
-            out.append(src)
-            records.append(src.describe())
-            continue
-        if src.type != "parquet":
-            # Arrow sources are already memory-mapped; caching them would only copy the files.
-            out.append(src)
-            records.append(src.describe())
-            continue
-        cached, record = cached_source(
-            src, cache_dir if cache_dir is not None else default_cache_dir()
-        )
-        src.close()
-        out.append(cached)
-        records.append(record)
-    return out, records

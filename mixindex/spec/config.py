@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from mixindex.errors import SpecError, clip, one_line, short
-from mixindex.schedule import (
+from mixindex.spec.schedule import (
     INTERPOLATIONS,
     WeightSchedulePoint,
     WeightScheduler,

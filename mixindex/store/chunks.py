@@ -1,6 +1,6 @@
 """One stored array of an index, read chunk by chunk: raw chunk files memory-mapped, zstd
 chunks decompressed with numcodecs; every file opened through the index's
-:class:`~mixindex.folder.IndexFolder`.
+:class:`~mixindex.store.folder.IndexFolder`.
 
 Every chunk file must exist at its full size (zarr writes whole chunks, even the last, partial
 one): a missing, short or over-long file is IndexFormatError naming it, never zeros.
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mixindex.errors import IndexFormatError, one_line
-from mixindex.folder import IndexFolder
+from mixindex.store.folder import IndexFolder
 
 __all__ = ["ChunkedArray"]
 

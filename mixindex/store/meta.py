@@ -23,10 +23,9 @@ from typing import Any
 import numpy as np
 
 from mixindex.errors import IndexFormatError
+from mixindex.store.layout import ARRAYS
 
-__all__ = ["ARRAYS", "check_meta", "content_digest"]
-
-ARRAYS = ("source", "row", "epoch", "counts", "cursors")
+__all__ = ["check_meta", "content_digest"]
 
 _MISSING = object()
 

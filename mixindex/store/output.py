@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from mixindex.errors import IndexExistsError, OutputError
-from mixindex.store import ATTR_KEY, CHUNK_DIGESTS, POSITION_ARRAYS, TABLE_ARRAYS
+from mixindex.store.layout import ATTR_KEY, CHUNK_DIGESTS, POSITION_ARRAYS, TABLE_ARRAYS
 
 # Everything a mixindex writer puts in its folder: a leftover holding only these names is ours.
 INDEX_ENTRIES = frozenset({"zarr.json", *POSITION_ARRAYS, *TABLE_ARRAYS, CHUNK_DIGESTS})

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from mixindex.errors import IndexExistsError
-from mixindex.output import INDEX_ENTRIES, describe, is_index
+from mixindex.store.output import INDEX_ENTRIES, describe, is_index
 
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1

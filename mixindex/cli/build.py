@@ -1,44 +1,19 @@
-"""The ``mixindex`` command line: parse, call the library, print.
+"""The build side of the command line: ``build``, ``inspect`` and ``show``.
 
-Every error a user can cause prints one line ``error: ...`` and exits with status 2.
+Thin: parse, call the library, print. Errors a user can cause print one line (``friendly``).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import click
 
-from mixindex.errors import MixIndexError, one_line
-
-F = TypeVar("F", bound=Callable[..., Any])
+from mixindex.cli.errors import friendly
 
 
-def friendly(func: F) -> F:
-    """Turn our errors into one line on stderr and exit status 2, without a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except MixIndexError as exc:
-            click.echo(f"error: {one_line(exc)}", err=True)
-            sys.exit(2)
-
-    return wrapper  # type: ignore[return-value]
-
-
-@click.group()
-@click.version_option(package_name="mixindex")
-def main() -> None:
-    """Plan a weighted mixture of datasets ahead of time and read it back by position."""
-
-
-@main.command()
+@click.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(), help="Where to write the index.")
 @click.option(
@@ -69,10 +44,10 @@ def build(
     cache_dir: str | None,
 ) -> None:
     """Plan the mix described by SPEC (TOML, YAML or JSON) into the index OUT."""
+    from mixindex.audit.summary import format_summary, summarize
     from mixindex.builder import build as build_index
-    from mixindex.publish import BuildTerminated
-    from mixindex.store import StoredIndex
-    from mixindex.summary import format_summary, summarize
+    from mixindex.store.index import StoredIndex
+    from mixindex.store.publish import BuildTerminated
 
     try:
         path = build_index(
@@ -97,14 +72,14 @@ def build(
         click.echo(format_summary(summarize(StoredIndex(path))))
 
 
-@main.command()
+@click.command()
 @click.argument("index", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @friendly
 def inspect(index: str, as_json: bool) -> None:
     """Summarise a built INDEX: length, blocks, per source target vs. realised share."""
-    from mixindex.store import StoredIndex
-    from mixindex.summary import format_summary, summarize
+    from mixindex.audit.summary import format_summary, summarize
+    from mixindex.store.index import StoredIndex
 
     summary = summarize(StoredIndex(index))
     if as_json:
@@ -115,7 +90,7 @@ def inspect(index: str, as_json: bool) -> None:
 
 # Unknown options pass through as arguments, so that a negative POSITION such as -1 is not
 # taken for an option (click would answer "No such option: -1").
-@main.command(context_settings={"ignore_unknown_options": True})
+@click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("index", type=click.Path())
 @click.argument("position", type=int)
 @click.option(
@@ -129,7 +104,7 @@ def show(index: str, position: int, count: int, as_json: bool, no_verify: bool, 
     """Print the examples at POSITION (negative counts from the end) and after it."""
     import numpy as np
 
-    from mixindex.reader import open as open_index
+    from mixindex.read.dataset import open as open_index
 
     if count < 1:
         raise click.BadParameter(f"--count {count} must be >= 1", param_hint="--count")
@@ -163,11 +138,4 @@ def show(index: str, position: int, count: int, as_json: bool, no_verify: bool, 
             click.echo(f"  {key}: {text}")
 
 
-# The audit commands (audit, report, where, plot, verify, diff) live in their own module.
-from mixindex.cli_audit import register  # noqa: E402
-
-register(main)
-
-
-if __name__ == "__main__":
-    main()
+COMMANDS = [build, inspect, show]

@@ -1,0 +1,49 @@
+"""How the command line fails: one line ``error: ...`` on stderr, never a traceback.
+
+Errors a user can cause exit with status 2; Ctrl-C during a query exits with 130.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from mixindex.errors import MixIndexError, one_line
+
+__all__ = ["friendly", "stoppable"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(func: F) -> F:
+    """Turn our errors into one line on stderr and exit status 2, without a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MixIndexError as exc:
+            click.echo(f"error: {one_line(exc)}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def stoppable(func: F) -> F:
+    """Ctrl-C during a query: one line and exit status 130, no traceback (the query's
+    connection has already been interrupted and closed on the way out)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            line = "interrupted (Ctrl-C): the query was stopped and its temporary files removed"
+            click.echo(f"error: {line}", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
