@@ -312,7 +312,16 @@ def test_cli_missing_or_corrupt_index(shared: Shared, tmp_path: Path) -> None:
 ENDLESS = "SELECT count(*) FROM range(1000000000000) a, range(1000) b WHERE a.range + b.range = 3"
 
 
-def test_cli_ctrl_c_stops_a_query(shared: Shared, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code", "said"),
+    [
+        (signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+        (signal.SIGTERM, 143, "stopped by SIGTERM"),
+    ],
+)
+def test_cli_ctrl_c_stops_a_query(
+    shared: Shared, tmp_path: Path, signum: int, code: int, said: str
+) -> None:
     system_tmp, work = tmp_path / "system-tmp", tmp_path / "work"
     system_tmp.mkdir()
     work.mkdir()
@@ -333,16 +342,16 @@ def test_cli_ctrl_c_stops_a_query(shared: Shared, tmp_path: Path) -> None:
             time.sleep(0.1)
         assert proc.poll() is None and list(system_tmp.iterdir()), proc.communicate()
         time.sleep(1)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert out == ""
     assert err.splitlines() == [
-        "error: interrupted (Ctrl-C): the query was stopped and its temporary files removed"
+        f"error: {said}: the query was stopped and its temporary files removed"
     ]
     assert list(system_tmp.iterdir()) == []
     assert list(work.iterdir()) == []

@@ -34,16 +34,24 @@ def friendly(func: F) -> F:
 
 
 def stoppable(func: F) -> F:
-    """Ctrl-C during a query: one line and exit status 130, no traceback (the query's
-    connection has already been interrupted and closed on the way out)."""
+    """Ctrl-C or SIGTERM during a query: one line and exit status 130 or 143, no traceback (the
+    query's connection has already been interrupted and closed, and its private temporary
+    folder removed, on the way out)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from mixindex.store.publish import BuildTerminated, termination_guard
+
         try:
-            return func(*args, **kwargs)
+            with termination_guard():
+                return func(*args, **kwargs)
+        except BuildTerminated as exc:
+            said, code = f"stopped by {exc.name}", 128 + exc.signum
         except KeyboardInterrupt:
-            line = "interrupted (Ctrl-C): the query was stopped and its temporary files removed"
-            click.echo(f"error: {line}", err=True)
-            sys.exit(130)
+            said, code = "interrupted (Ctrl-C)", 130
+        click.echo(
+            f"error: {said}: the query was stopped and its temporary files removed", err=True
+        )
+        sys.exit(code)
 
     return wrapper  # type: ignore[return-value]
