@@ -18,6 +18,7 @@ import json
 import mmap
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -170,10 +171,12 @@ class IndexFolder:
         # then); MixedDataset pickles its index as a path and a digest instead.
         raise TypeError("an open index folder cannot be copied or pickled; open the index again")
 
-    def close(self) -> None:
+    def close(self, _os_close: Callable[[int], None] = os.close) -> None:
+        # os.close is bound at definition: at interpreter exit, __del__ may run after the module's
+        # globals (os among them) were cleared.
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            os.close(fd)
+            _os_close(fd)
 
     def __del__(self) -> None:
         self.close()
