@@ -18,6 +18,9 @@ datasets, one in each on-disk format that mixindex reads, plus a spec that mixes
     than 80 characters left out, sorted by qualname.
 ``mix.toml``
     A weighted, scheduled mixture of the three, with paths relative to itself.
+``mix-v2.toml``
+    The same mixture with one more schedule point (step 30,000), to compare with
+    ``mixindex diff``.
 
 Why this text: every machine that has Python has its standard library and its help
 texts, so the example needs no download, and real prose and code make the mixed output
@@ -97,6 +100,15 @@ num_examples = 50000
 # Order of rows within each source: "sequential" (as stored) or "shuffled".
 row_order = "shuffled"
 """
+
+# The README's `mixindex diff` example: mix.toml with a schedule point added at step 30,000,
+# as a project might add one midway.
+_LAST_POINT = "{ step = 20000, weights = { code = 0.3, docs = 0.2, docstrings = 0.5 } }"
+_ADDED_POINT = "{ step = 30000, weights = { code = 0.2, docs = 0.2, docstrings = 0.6 } }"
+MIX_V2_TOML = MIX_TOML.replace(
+    "# Example mixindex spec for the data made by scripts/make_example.py.",
+    "# mix.toml with a schedule point added at step 30000, to compare with it (mixindex diff).",
+).replace(f"{_LAST_POINT} ]", f"{_LAST_POINT},\n                    {_ADDED_POINT} ]")
 
 
 def stdlib_dir() -> Path:
@@ -256,9 +268,10 @@ def build(out: Path) -> list[str]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
-    toml_tmp = out / f".mix.toml.{os.getpid()}"
-    toml_tmp.write_text(MIX_TOML, encoding="utf-8")
-    os.replace(toml_tmp, out / "mix.toml")
+    for name, text in (("mix.toml", MIX_TOML), ("mix-v2.toml", MIX_V2_TOML)):
+        toml_tmp = out / f".{name}.{os.getpid()}"
+        toml_tmp.write_text(text, encoding="utf-8")
+        os.replace(toml_tmp, out / name)
 
     return [
         _summary("code", final / "code", code_rows, ".parquet"),
@@ -269,8 +282,8 @@ def build(out: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Write example datasets (Python stdlib source, help topics, docstrings) "
-        "and a mix.toml that mixes them."
+        description="Write example datasets (Python stdlib source, help topics, docstrings), "
+        "a mix.toml that mixes them and a mix-v2.toml with one more schedule point."
     )
     parser.add_argument("--out", type=Path, default=Path("example"), help="default: example")
     parser.add_argument("--quiet", action="store_true", help="print nothing")
@@ -282,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in lines:
             print(line)
         elapsed = time.perf_counter() - start
-        print(f"wrote {args.out / 'mix.toml'} in {elapsed:.1f} s")
+        print(f"wrote {args.out / 'mix.toml'} and {args.out / 'mix-v2.toml'} in {elapsed:.1f} s")
     return 0
 
 

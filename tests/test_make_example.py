@@ -48,7 +48,7 @@ def example(make_example: ModuleType, tmp_path_factory: pytest.TempPathFactory) 
 
 def test_three_sources_and_spec_exist(example: Path) -> None:
     data = example / "data"
-    assert sorted(p.name for p in example.iterdir()) == ["data", "mix.toml"]
+    assert sorted(p.name for p in example.iterdir()) == ["data", "mix-v2.toml", "mix.toml"]
     assert sorted(p.name for p in data.iterdir()) == ["code", "docs", "docstrings"]
     parts = sorted(p.name for p in (data / "code").glob("*.parquet"))
     assert len(parts) >= 2
@@ -116,6 +116,16 @@ def test_mix_toml_names_the_three_sources(example: Path) -> None:
         assert not Path(d["data_files"]).is_absolute()
     assert spec["mix"]["num_examples"] == 50000
     assert spec["mix"]["weight_schedule"][1]["step"] == 20000
+
+
+def test_mix_v2_adds_one_schedule_point_and_changes_nothing_else(example: Path) -> None:
+    # The README's diff example compares the two: mix-v2.toml must parse, and differ from
+    # mix.toml only by the point at step 30000.
+    spec = tomllib.loads((example / "mix.toml").read_text(encoding="utf-8"))
+    v2 = tomllib.loads((example / "mix-v2.toml").read_text(encoding="utf-8"))
+    added = v2["mix"]["weight_schedule"].pop()
+    assert added == {"step": 30000, "weights": {"code": 0.2, "docs": 0.2, "docstrings": 0.6}}
+    assert v2 == spec
 
 
 def test_rerun_is_identical_and_prints_one_line_per_source(

@@ -34,7 +34,9 @@ def _matplotlib() -> Any:
         import matplotlib
     except ImportError:
         raise MixIndexError(
-            "mixindex plot needs matplotlib, which is not installed; pip install 'mixindex[plot]'"
+            "mixindex plot needs matplotlib, which is not installed; install the mixindex[plot] "
+            "extra: pip install -e '.[plot]' in a mixindex checkout, or pip install "
+            "'matplotlib>=3.8'"
         ) from None
     return matplotlib
 
