@@ -213,7 +213,7 @@ def where(index: str, source: str, row: int, global_batch_size: int | None, as_j
 def plot(index: str, out: str, global_batch_size: int | None, windows: int) -> None:
     """Draw target vs. realised weights over positions (stacked) and epochs per source.
 
-    Needs matplotlib: pip install 'mixindex[plot]'.
+    Needs matplotlib: pip install -e '.[plot]' in a checkout, or pip install matplotlib.
     """
     from mixindex.audit.plot import plot as draw
     from mixindex.store.index import StoredIndex
