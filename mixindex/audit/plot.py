@@ -5,8 +5,9 @@ weights as dashed lines on top and the schedule's points as dotted verticals. Bo
 epochs each source has gone through by each position. The x axis is in positions (what the spec's
 schedule calls steps); with a global batch size a second axis on top counts optimizer steps.
 
-matplotlib is an optional extra (``pip install -e '.[plot]'`` in a checkout, or ``pip install 'matplotlib>=3.8'``), imported only here and only
-when a plot is drawn; the figure is drawn without pyplot, so no GUI backend is ever touched.
+matplotlib is an optional extra (``pip install -e '.[plot]'`` in a checkout, or ``pip install
+'matplotlib>=3.8'``), imported only here and only when a plot is drawn; the figure is drawn without
+pyplot, so no GUI backend is ever touched.
 
 >>> # plot(StoredIndex("mix.mixindex"), "mix.png", global_batch_size=1024)
 """

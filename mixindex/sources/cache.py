@@ -1,19 +1,20 @@
 """Parquet sources converted into a fingerprinted Arrow IPC cache, for fast random rows.
 
-A random row from Parquet decodes a whole row group (under 1k rows/s measured); the same row from
-a memory-mapped Arrow IPC file is a zero-copy slice (about 0.1M rows/s measured, batched). ``build`` converts a
-Parquet source when its dataset says ``cache = "arrow"``, or every Parquet source when a
+A random row from Parquet decodes a whole row group (under 1k rows/s measured); the same row from a
+memory-mapped Arrow IPC file is a zero-copy slice (about 0.1M rows/s measured, batched). ``build``
+converts a Parquet source when its dataset says ``cache = "arrow"``, or every Parquet source when a
 ``cache_dir`` (``--cache-dir``) is given.
 
 Each source goes to ``CACHE_DIR/<name>-<fingerprint prefix>/``: one uncompressed IPC file per
 Parquet file (``part-00000.arrow``: record batches of :data:`BATCH_ROWS` rows whatever the row
-groups, rows in the same order, so row ``i`` is the same row) and ``cache.json``, which records
-the Parquet fingerprint it was made from. A cache whose ``cache.json`` matches the source's
-fingerprint and whose files hold the right rows is reused; anything else is rebuilt in a
-temporary sibling and renamed into place. The index's record points at the cache files (type
-``arrow``, their fingerprint) and keeps the Parquet source under ``cache.source``.
+groups, rows in the same order, so row ``i`` is the same row) and ``cache.json``, which records the
+Parquet fingerprint it was made from. A cache whose ``cache.json`` matches the source's fingerprint
+and whose files hold the right rows is reused; anything else is rebuilt in a temporary sibling and
+renamed into place. The index's record points at the cache files (type ``arrow``, their
+fingerprint) and keeps the Parquet source under ``cache.source``.
 
     >>> # src, rec = cached_source(ParquetSource("code", files), Path("~/.cache/mixindex"))
+
 """
 
 from __future__ import annotations
