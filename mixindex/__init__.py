@@ -1,7 +1,10 @@
 """mixindex: plan a weighted mixture of datasets ahead of time, serve it back by position.
 
 >>> import mixindex
->>> # mixindex.build("mix.toml", "mix.mixindex"); ds = mixindex.open("mix.mixindex"); ds[0]
+>>> index = mixindex.build("mix.toml", "mix.mixindex", force=True)
+>>> ds = mixindex.open("mix.mixindex")
+>>> len(ds), ds[0]
+(100, {'text': 'def f0(): pass', '__source__': 'code'})
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """``mixindex build``: spec -> sources -> planner -> store, with progress.
 
->>> # from mixindex import build; build("mix.toml", "mix.mixindex")
+>>> from mixindex import build
+>>> build("mix.toml", "new.mixindex").name
+'new.mixindex'
 """
 
 from __future__ import annotations

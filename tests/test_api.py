@@ -8,9 +8,15 @@ import sys
 import mixindex
 
 
-def test_public_names_resolve() -> None:
+def test_public_names_are_the_package_s_own_objects() -> None:
+    assert mixindex.__all__ == sorted(set(mixindex.__all__))
     for name in mixindex.__all__:
-        assert getattr(mixindex, name) is not None, name
+        if name == "__version__":
+            continue
+        obj = getattr(mixindex, name)  # AttributeError for a name that does not resolve
+        # Each name is the object it names (not an alias of another), defined in the package.
+        assert obj.__name__ == name, (name, obj)
+        assert obj.__module__.startswith("mixindex."), (name, obj.__module__)
 
 
 def test_importing_submodules_keeps_the_functions() -> None:

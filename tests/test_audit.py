@@ -6,20 +6,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from auditing import assert_ok, assert_one_line_error, read_arrays, run
+from auditing import read_arrays
+from clirun import ENV, assert_ok, assert_one_line_error, run, start
 from conftest import DEFAULT_MIX, Data, Shared, SpecWriter, spec_dict
 
-import mixindex
 from mixindex.audit.sql import connect, format_table, query
 from mixindex.builder import build
 from mixindex.errors import QueryError
@@ -325,15 +322,7 @@ def test_cli_ctrl_c_stops_a_query(
     system_tmp, work = tmp_path / "system-tmp", tmp_path / "work"
     system_tmp.mkdir()
     work.mkdir()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(Path(mixindex.__file__).resolve().parents[1]),
-        "TMPDIR": str(system_tmp),
-    }
-    cmd = [sys.executable, "-m", "mixindex.cli", "audit", str(shared.index), ENDLESS]
-    proc = subprocess.Popen(
-        cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = start("audit", shared.index, ENDLESS, cwd=work, env={**ENV, "TMPDIR": str(system_tmp)})
     try:
         # The private folder appears when the connection opens; give the query a moment more.
         for _ in range(600):

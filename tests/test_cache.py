@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
+from clirun import assert_ok, run
 from conftest import (
     CODE_ROW_GROUP,
     CODE_SCHEMA,
@@ -24,7 +24,6 @@ from conftest import (
 
 import mixindex
 from mixindex.builder import build
-from mixindex.cli import main
 from mixindex.sources.parquet import ParquetSource
 
 CODE_ROWS = sum(CODE_SIZES)
@@ -114,25 +113,20 @@ def test_cached_rows_equal_the_parquet_rows(data: Data, tmp_path: Path) -> None:
     assert cached.take(np.arange(CODE_ROWS)).to_pylist() == ref
 
 
-def run(*args: Any) -> Any:
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
 def test_cli_cache_dir_and_inspect_warning(
     data: Data, write_spec: SpecWriter, tmp_path: Path
 ) -> None:
     path = write_spec()
     plain, cached = tmp_path / "plain.mixindex", tmp_path / "cached.mixindex"
-    assert run("build", path, "-o", plain, "--quiet").exit_code == 0
+    assert_ok(run("build", path, "-o", plain, "--quiet"))
     result = run("inspect", plain)
-    assert result.exit_code == 0
+    assert_ok(result)
     (warning,) = [ln for ln in result.stdout.splitlines() if ln.startswith("warning:")]
     assert "'code'" in warning and "--cache-dir" in warning and 'cache = "arrow"' in warning
     summary = json.loads(run("inspect", plain, "--json").stdout)
     assert len(summary["warnings"]) == 1
 
-    result = run("build", path, "-o", cached, "--cache-dir", tmp_path / "c", "--quiet")
-    assert result.exit_code == 0, result.output
+    assert_ok(run("build", path, "-o", cached, "--cache-dir", tmp_path / "c", "--quiet"))
     assert (tmp_path / "c").is_dir()
     result = run("inspect", cached)
     assert "warning:" not in result.stdout

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from auditing import assert_one_line_error, read_arrays, run
+from auditing import read_arrays
+from clirun import assert_one_line_error, run
 from conftest import DEFAULT_MIX, spec_dict, to_toml
 
 import mixindex

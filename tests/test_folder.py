@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import ENV
 from conftest import Data, SpecWriter, spec_dict
 
 import mixindex
@@ -23,10 +24,6 @@ from mixindex.errors import IndexFormatError, IndexReplacedError
 
 # 200 chunks of one block each: a sequential reader opens a new chunk file every 10 positions.
 MIX = {"block_size": 10, "num_examples": 2000}
-
-
-def child_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(Path(mixindex.__file__).resolve().parents[1])}
 
 
 def all_positions(path: Path) -> np.ndarray:
@@ -149,21 +146,20 @@ def test_a_reader_process_while_another_process_rebuilds(
     script.write_text(READER)
     rebuilder = tmp_path / "rebuilder.py"
     rebuilder.write_text(REBUILDER)
-    env = child_env()
     with (
         subprocess.Popen(
             [sys.executable, str(script), str(original)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            env=env,
+            env=ENV,
         ) as reader,
         subprocess.Popen(
             [sys.executable, str(rebuilder), str(original), *specs],
             stdin=subprocess.PIPE,  # it waits for the reader to have opened the index
             stdout=subprocess.PIPE,
             text=True,
-            env=env,
+            env=ENV,
         ) as builds,
     ):
         try:

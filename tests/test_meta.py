@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from auditing import assert_ok, assert_one_line_error, run
+from clirun import assert_ok, assert_one_line_error, run
 from conftest import DEFAULT_MIX, spec_dict, to_toml
 
 import mixindex

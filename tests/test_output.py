@@ -8,14 +8,12 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
-import sys
 from collections import namedtuple
 from pathlib import Path
 
 import pytest
 import zarr
-from auditing import assert_ok, assert_one_line_error, run
+from clirun import assert_ok, assert_one_line_error, run, run_process
 from conftest import Data, SpecWriter, spec_dict
 
 import mixindex
@@ -159,23 +157,7 @@ def test_an_index_larger_than_the_free_space_is_refused_at_once(
     out = tmp_path / "mix.mixindex"
     spec = write_spec(spec_dict(num_examples=10**15))
     # A real process: the old behaviour was to start writing petabytes.
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mixindex.cli",
-            "build",
-            str(spec),
-            "-o",
-            str(out),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ],
-        env={**os.environ, "PYTHONPATH": str(Path(mixindex.__file__).resolve().parents[1])},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_process("build", spec, "-o", out, "--cache-dir", tmp_path / "cache", timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     (line,) = proc.stderr.splitlines()

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from auditing import assert_ok, assert_one_line_error, run
+from clirun import assert_ok, assert_one_line_error, run
 from conftest import DEFAULT_MIX, Shared
 
 import mixindex

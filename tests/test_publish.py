@@ -14,29 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from auditing import assert_ok, run
+from clirun import ENV, PATIENCE, assert_ok, run, start
 from conftest import Data, SpecWriter, spec_dict
 
 import mixindex
 from mixindex.builder import build
 
-ENV = {**os.environ, "PYTHONPATH": str(Path(mixindex.__file__).resolve().parents[1])}
 # Long enough to be caught mid-way (a few seconds here), and stopped or killed long before the end.
 SLOW = 20_000_000
 # Long enough to be stopped with SIGSTOP before it ends; it then runs to the end.
 HELD = 3_000_000
-# Only to keep a broken build from hanging the suite; nothing is timed.
-PATIENCE = 300
-
-
-def cli(*args: Any) -> list[str]:
-    return [sys.executable, "-m", "mixindex.cli", *(str(a) for a in args)]
-
-
-def start(*args: Any, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        cli(*args), cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from auditing import assert_ok, assert_one_line_error, read_arrays, run
+from auditing import read_arrays
+from clirun import assert_ok, assert_one_line_error, run
 from conftest import DEFAULT_MIX, Data, Shared, SpecWriter, spec_dict
 from planning import step_weights, toggles_every_block, written_off_owed
 

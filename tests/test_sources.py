@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
+from clirun import assert_one_line_error, run_process
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import mixindex
 from mixindex.errors import SourceError
 from mixindex.sources import Source, open_source, reopen_source
 from mixindex.sources.arrow import ArrowSource
@@ -537,17 +537,10 @@ def test_a_fifo_among_the_data_files_is_refused_without_waiting(
         f'[[datasets]]\nname = "d"\ndata_files = "{data_files}"\n'
         "[mix]\nseed = 1\nnum_examples = 10\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(mixindex.__file__).resolve().parents[1])}
     out = tmp_path / "out.mixindex"
-    proc = subprocess.run(
-        [sys.executable, "-m", "mixindex.cli", "build", str(spec), "-o", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
+    assert_one_line_error(
+        run_process("build", spec, "-o", out, timeout=120),
+        "pipe.parquet' is not a regular file",
+        "dataset 'd'",
     )
-    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert "pipe.parquet' is not a regular file" in lines[0] and "dataset 'd'" in lines[0]
     assert not out.exists()

@@ -9,13 +9,11 @@ from typing import Any
 
 import datasets
 import pytest
-from auditing import assert_one_line_error
-from click.testing import CliRunner
+from clirun import assert_ok, assert_one_line_error, run
 from conftest import to_toml
 
 import mixindex
 from mixindex import DatasetConfig, MixStageConfig, PipelineConfig, SourceChangedError
-from mixindex.cli import main
 
 datasets.disable_progress_bars()
 
@@ -58,18 +56,16 @@ def test_text_formats_in_a_spec_are_built_and_reopened_by_themselves(tmp_path: P
             )
         )
     )
-    runner = CliRunner()
-    result = runner.invoke(main, ["build", str(path), "-o", str(tmp_path / "mix.mixindex")])
-    assert result.exit_code == 0, result.output
+    assert_ok(run("build", path, "-o", tmp_path / "mix.mixindex"))
     # No data_files, no datasets: the index reads its cache.
     out = served(mixindex.open(tmp_path / "mix.mixindex"))
     # Rows in stored order; sources that ran out first started another pass.
     assert out["json"][:23] == RECORDS
     assert out["csv"][:23] == out["tsv"][:23] == RECORDS
     assert out["text"][:23] == [{"text": r["text"]} for r in RECORDS]
-    shown = runner.invoke(main, ["show", str(tmp_path / "mix.mixindex"), "0", "--json"])
-    assert shown.exit_code == 0, shown.output
-    first = json.loads(shown.output.splitlines()[0])
+    shown = run("show", tmp_path / "mix.mixindex", "0", "--json")
+    assert_ok(shown)
+    first = json.loads(shown.stdout.splitlines()[0])
     assert first["example"] == {**out[first["source"]][0], "__source__": first["source"]}
 
 
@@ -99,8 +95,7 @@ def test_bad_json_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "data" / "bad.jsonl").write_text('{"text": "ok"}\n{"text": \n')
     path = tmp_path / "mix.toml"
     path.write_text(to_toml(spec(bad={"data_files": "data/bad.jsonl"})))
-    result = CliRunner().invoke(main, ["build", str(path), "-o", str(tmp_path / "m.mixindex")])
-    assert_one_line_error(result, "bad.jsonl", "json")
+    assert_one_line_error(run("build", path, "-o", tmp_path / "m.mixindex"), "bad.jsonl", "json")
     assert not (tmp_path / "m.mixindex").exists()
 
 

@@ -5,16 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from auditing import assert_one_line_error
-from click.testing import CliRunner
+from clirun import assert_ok, assert_one_line_error, run, run_process
 
 import mixindex
-from mixindex.cli import main
 from mixindex.errors import SpecError
 from mixindex.spec.config import (
     MAX_BLOCK_SIZE,
@@ -251,28 +247,6 @@ def test_messages_quote_huge_values_shortly() -> None:
     assert len(str(e.value)) < 500
 
 
-def run_cli(*args: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """The CLI in a real process (a hang or a blow-up must not take the test run with it)."""
-    env = {**os.environ, "PYTHONPATH": str(Path(mixindex.__file__).resolve().parents[1])}
-    return subprocess.run(
-        [sys.executable, "-m", "mixindex.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
-def assert_one_line(proc: subprocess.CompletedProcess[str], *mentions: str) -> str:
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert proc.stdout == "" and "Traceback" not in proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
-    for m in mentions:
-        assert m in lines[0], (m, lines[0])
-    return lines[0]
-
-
 YAML_BOMB = "\n".join(
     ["a: &a [x, x, x, x, x, x, x, x, x]"]
     + [
@@ -286,8 +260,8 @@ YAML_BOMB = "\n".join(
 def test_a_yaml_alias_bomb_fails_fast_with_one_short_line(tmp_path: Path) -> None:
     path = tmp_path / "bomb.yaml"
     path.write_text(YAML_BOMB + "\n")
-    line = assert_one_line(
-        run_cli("build", path, "-o", tmp_path / "out.mixindex", timeout=60),
+    line = assert_one_line_error(
+        run_process("build", path, "-o", tmp_path / "out.mixindex", timeout=60),
         "bomb.yaml",
         "YAML alias",
         "line 2",
@@ -330,8 +304,7 @@ def test_bad_numbers_in_a_spec_file_get_one_line(
         "[mix]\n" + "".join(f"{k} = {v}\n" for k, v in mix.items())
     )
     out = tmp_path / "out.mixindex"
-    result = CliRunner().invoke(main, ["build", str(path), "-o", str(out)])
-    assert_one_line_error(result, *mentions)
+    assert_one_line_error(run("build", path, "-o", out), *mentions)
     assert not out.exists()
 
 
@@ -347,16 +320,15 @@ def test_huge_weights_in_a_spec_file_build(tmp_path: Path) -> None:
         '[[datasets]]\nname = "b"\ndata_files = "b.arrow"\n'
         "[mix]\nseed = 1\nnum_examples = 20\nblock_size = 10\nweights = { a = 1e308, b = 1e308 }\n"
     )
-    result = CliRunner().invoke(main, ["build", str(path), "-o", str(tmp_path / "o.mixindex")])
-    assert result.exit_code == 0, result.output
+    assert_ok(run("build", path, "-o", tmp_path / "o.mixindex"))
     assert len(mixindex.open(tmp_path / "o.mixindex")) == 20
 
 
 def test_a_spec_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
     fifo = tmp_path / "mix.toml"
     os.mkfifo(fifo)
-    assert_one_line(
-        run_cli("build", fifo, "-o", tmp_path / "out.mixindex", timeout=60),
+    assert_one_line_error(
+        run_process("build", fifo, "-o", tmp_path / "out.mixindex", timeout=60),
         "mix.toml",
         "not a regular file",
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from auditing import assert_ok, assert_one_line_error, run
+from clirun import assert_ok, assert_one_line_error, run
 from conftest import NOTES_BATCH, NOTES_SCHEMA, Data, SpecWriter
 
 from mixindex.audit.verify import verify

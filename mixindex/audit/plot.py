@@ -9,7 +9,9 @@ matplotlib is an optional extra (``pip install -e '.[plot]'`` in a checkout, or 
 'matplotlib>=3.8'``), imported only here and only when a plot is drawn; the figure is drawn without
 pyplot, so no GUI backend is ever touched.
 
->>> # plot(StoredIndex("mix.mixindex"), "mix.png", global_batch_size=1024)
+>>> png = plot(StoredIndex("mix.mixindex"), "mix.png", global_batch_size=10)
+>>> png.name, png.stat().st_size > 0
+('mix.png', True)
 """
 
 from __future__ import annotations

@@ -121,7 +121,10 @@ class Sandbox:
     """An in-memory DuckDB connection with limits, a private temporary folder and no file
     access; call :meth:`lock` once the caller's views are registered.
 
-    >>> # with Sandbox(memory_limit="1GB") as box: box.lock(); box.run("SELECT 1").read_all()
+    >>> with Sandbox(memory_limit="1GB") as box:
+    ...     box.lock()
+    ...     box.run("SELECT 42 AS answer").read_all().to_pylist()
+    [{'answer': 42}]
     """
 
     def __init__(

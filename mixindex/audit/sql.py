@@ -19,8 +19,9 @@ The connection is a :class:`mixindex.audit.sandbox.Sandbox`: limited memory and 
 private temporary folder, no file of the user's reachable (external access off, statements that
 write refused, configuration locked), and queries that a timeout or Ctrl-C stops.
 
->>> # con = connect("mix.mixindex")
->>> # con.sql("SELECT source, count(*) FROM mix GROUP BY 1").fetchall()
+>>> with connect("mix.mixindex") as con:
+...     con.sql("SELECT source, count(*) FROM mix GROUP BY 1 ORDER BY 1").fetchall()
+[('code', 40), ('text', 60)]
 """
 
 from __future__ import annotations
@@ -193,7 +194,9 @@ def connect(
     private temporary folder, and stops a :func:`query` after ``timeout`` seconds. Close it
     (or use ``with``) to remove that folder.
 
-    >>> # with connect("mix.mixindex") as con: query(con, "SELECT count(*) FROM mix").read_all()
+    >>> with connect("mix.mixindex") as con:
+    ...     query(con, "SELECT count(*) AS n FROM mix").read_all().to_pylist()
+    [{'n': 100}]
     """
     stored = index if isinstance(index, StoredIndex) else StoredIndex(index)
     _check_chunk_files(stored)

@@ -14,7 +14,9 @@ Checks, each problem reported as one line:
 
 Everything is read one chunk at a time, so memory stays flat whatever the index's size.
 
->>> # result = verify("mix.mixindex"); result.ok, result.problems
+>>> result = verify("mix.mixindex")
+>>> result.ok, result.problems
+(True, [])
 """
 
 from __future__ import annotations

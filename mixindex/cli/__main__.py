@@ -2,4 +2,5 @@
 
 from mixindex.cli.group import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -4,8 +4,9 @@
 through ``fsspec`` with ``storage_options``. Parquet and Arrow files know their row counts from
 metadata, so they have a ``len()`` and seek to a row without reading what comes before it.
 
-    >>> # src = ParquetShardedSource("data/*.parquet", columns=["text"])
-    >>> # for shard in src.shard_names: ...src.open_shard(shard)...
+    >>> src = ParquetShardedSource("data/code/*.parquet", columns=["text"])
+    >>> len(src), [next(src.open_shard(shard)) for shard in src.shard_names]
+    (40, [{'text': 'def f0(): pass'}])
 """
 
 from __future__ import annotations

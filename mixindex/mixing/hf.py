@@ -1,7 +1,9 @@
 """``HFDatasetShardedSource``: a Hugging Face ``Dataset`` or ``IterableDataset`` as one shard.
 
-    >>> # src = HFDatasetShardedSource(load_dataset("parquet", data_files=..., split="train"))
-    >>> # mixed = MixedShardedSource({"code": src, ...})
+    >>> import datasets
+    >>> src = HFDatasetShardedSource(datasets.Dataset.from_dict({"text": ["a = 1", "b = 2"]}))
+    >>> src.shard_names, list(src.open_shard("hf_dataset"))
+    (['hf_dataset'], [{'text': 'a = 1'}, {'text': 'b = 2'}])
 
 A map-style ``Dataset`` is read through mixindex's Arrow reading (rows by number, so a mix of
 such sources is planned with rows and resumes without reading anything before), an

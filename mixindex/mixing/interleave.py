@@ -1,9 +1,17 @@
 """``block_mixture_interleave``: EasyDeL's one-call mix of Hugging Face datasets, exact underneath.
 
-    >>> # mixed = block_mixture_interleave({"code": code_ds, "text": text_ds},
-    >>> #                                  weights={"code": 0.4, "text": 0.6}, seed=42)
-    >>> # next(iter(mixed))["__source__"]  # 'code' or 'text'
-    >>> # state = mixed.state_dict(); ...; mixed.load_state_dict(state)
+    >>> import datasets
+    >>> code = datasets.Dataset.from_dict({"text": ["def f(): pass", "x = 1"]})
+    >>> text = datasets.Dataset.from_dict({"text": ["hello", "world", "again"]})
+    >>> mixed = block_mixture_interleave({"code": code, "text": text},
+    ...                                  weights={"code": 0.4, "text": 0.6}, block_size=5, seed=42)
+    >>> examples = iter(mixed)
+    >>> next(examples), next(examples)
+    ({'text': 'hello', '__source__': 'text'}, {'text': 'def f(): pass', '__source__': 'code'})
+    >>> state = mixed.state_dict()  # later, or in another process:
+    >>> mixed.load_state_dict(state)
+    >>> next(iter(mixed))
+    {'text': 'world', '__source__': 'text'}
 
 The result is a ``datasets.IterableDataset``. With map-style inputs (``datasets.Dataset``) it
 serves the same ``(source, row)`` sequence as ``mixindex build`` of the spec with the same

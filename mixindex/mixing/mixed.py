@@ -1,10 +1,20 @@
 """``MixedShardedSource``: EasyDeL's weighted mix of sharded sources, planned by mixindex.
 
-    >>> # mixed = MixedShardedSource({"code": code_src, "text": text_src},
-    >>> #                            weights={"code": 0.3, "text": 0.7}, seed=42)
-    >>> # for example in mixed.open_shard(mixed.shard_names[0]): example["__source__"]
-    >>> # rest = mixed.open_shard_at_row("mixed_shard_0", 10_000)   # resume at position 10,000
-    >>> # mine = mixed.shard(rank, world_size, global_batch_size=1024)
+    >>> from itertools import islice
+    >>> from mixindex import ArrowShardedSource, ParquetShardedSource
+    >>> sources = {"code": ParquetShardedSource("data/code/*.parquet"),
+    ...            "text": ArrowShardedSource("data/text/*.arrow")}
+    >>> mixed = MixedShardedSource(sources, weights={"code": 0.4, "text": 0.6}, block_size=10,
+    ...                            seed=42, stop_strategy="first_exhausted")
+    >>> mixed.shard_names, len(mixed)
+    (['mixed_shard_0'], 100)
+    >>> [example["__source__"] for example in islice(mixed.open_shard("mixed_shard_0"), 5)]
+    ['code', 'code', 'text', 'code', 'text']
+    >>> next(mixed.open_shard_at_row("mixed_shard_0", 10))  # resume at position 10
+    {'text': 'text 6', '__source__': 'text'}
+    >>> mine = mixed.shard(1, 2, global_batch_size=4)  # positions 2, 3, 6, 7, 10, ...
+    >>> len(mine)
+    50
 
 The mix is one shard, ``"mixed_shard_0"``, whose row ``p`` is position ``p`` of the plan (the
 same sequence as ``mixindex build`` of the same spec). ``len()`` is the mix's true length

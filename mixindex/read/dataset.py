@@ -8,9 +8,18 @@ time (S7). The dataset is map-style for PyTorch and a random-access source for G
 resumes in O(1) from :meth:`MixedDataset.state_dict`, and :meth:`MixedDataset.shard` gives each
 data-parallel rank its slice of every global batch (see :mod:`mixindex.read.state`).
 
->>> # ds = mixindex.open("mix.mixindex"); ds[0]["__source__"]
->>> # rank = ds.shard(rank, world_size, global_batch_size=256)
->>> # state = rank.state_dict(); ...; rank.load_state_dict(state); next(iter(rank))
+>>> import mixindex
+>>> ds = mixindex.open("mix.mixindex")
+>>> ds[0]["__source__"], ds[-1]
+('code', {'text': 'text 59', '__source__': 'text'})
+>>> rank = ds.shard(1, 2, global_batch_size=4)  # positions 2, 3, 6, 7, 10, ...
+>>> examples = iter(rank)
+>>> next(examples)["text"], next(examples)["text"]
+('text 0', 'def f2(): pass')
+>>> state = rank.state_dict()  # later, or in another process:
+>>> rank.load_state_dict(state)
+>>> next(iter(rank))
+{'text': 'text 3', '__source__': 'text'}
 """
 
 from __future__ import annotations
@@ -278,7 +287,13 @@ class MixedDataset:
     def state_dict(self) -> dict[str, Any]:
         """A small, versioned state: where iteration goes on (see :mod:`mixindex.read.state`).
 
-        >>> # state = ds.state_dict(); json.dumps(state)  # plain JSON
+        >>> import json, mixindex
+        >>> ds = mixindex.open("mix.mixindex")
+        >>> examples = iter(ds)
+        >>> first = next(examples)
+        >>> state = json.loads(json.dumps(ds.state_dict()))  # plain JSON
+        >>> state["next_position"]
+        1
         """
         return make_state(self.digest, self._next, self.index.num_examples, self._sharding)
 
@@ -301,7 +316,10 @@ class MixedDataset:
         batch. A trailing partial global batch is dropped unless ``drop_last=False``, which
         splits it as evenly as possible (ranks may then differ in length by one).
 
-        >>> # mine = ds.shard(rank=1, world_size=2, global_batch_size=8)  # 4, 5, 6, 7, 12, ...
+        >>> import mixindex
+        >>> mine = mixindex.open("mix.mixindex").shard(rank=1, world_size=2, global_batch_size=8)
+        >>> mine.to_global(range(6)).tolist()
+        [4, 5, 6, 7, 12, 13]
         """
         if self._sharding is not None:
             raise ValueError(f"this dataset is already a shard ({self._sharding.describe()})")

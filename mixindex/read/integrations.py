@@ -12,8 +12,15 @@ checked when a state is loaded. This module imports ``datasets`` (at the version
 pins: it subclasses its examples-iterable base) and is imported only by
 :meth:`MixedDataset.to_iterable_dataset`.
 
-    >>> # hf = mixindex.open("mix.mixindex").to_iterable_dataset()
-    >>> # state = hf.state_dict(); ...; hf.load_state_dict(state); next(iter(hf))
+    >>> import mixindex
+    >>> hf = mixindex.open("mix.mixindex").to_iterable_dataset()
+    >>> examples = iter(hf)
+    >>> next(examples)["text"], next(examples)["text"]
+    ('def f0(): pass', 'def f1(): pass')
+    >>> state = hf.state_dict()  # later, or in another process:
+    >>> hf.load_state_dict(state)
+    >>> next(iter(hf))
+    {'text': 'text 0', '__source__': 'text'}
 """
 
 from __future__ import annotations

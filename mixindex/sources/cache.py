@@ -13,8 +13,10 @@ and whose files hold the right rows is reused; anything else is rebuilt in a tem
 renamed into place. The index's record points at the cache files (type ``arrow``, their
 fingerprint) and keeps the Parquet source under ``cache.source``.
 
-    >>> # src, rec = cached_source(ParquetSource("code", files), Path("~/.cache/mixindex"))
-
+    >>> from mixindex.sources.parquet import ParquetSource
+    >>> src, rec = cached_source(ParquetSource("code", ["data/code/part-0.parquet"]), "cache")
+    >>> src.type, len(src), rec["cache"]["source"]["type"]
+    ('arrow', 40, 'parquet')
 """
 
 from __future__ import annotations

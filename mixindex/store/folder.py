@@ -9,7 +9,9 @@ yet is gone, and the reader raises :class:`~mixindex.errors.IndexReplacedError` 
 it opened and what the path holds now. Where ``dir_fd`` is not supported, every file open
 compares the path's (device, inode) with the folder's at open instead.
 
->>> # folder = IndexFolder(Path("mix.mixindex")); folder.read_json("zarr.json")
+>>> folder = IndexFolder(Path("mix.mixindex"))
+>>> folder.read_json("zarr.json")["node_type"]
+'group'
 """
 
 from __future__ import annotations

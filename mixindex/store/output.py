@@ -10,7 +10,11 @@ Three rules protect what is already on disk:
 - an index whose estimated size exceeds the free space of the output's file system is refused
   with the estimate, instead of filling the disk.
 
->>> # check_output_path(Path("mix.mixindex"), protected_paths(...)); check_existing(path, force)
+>>> check_existing(Path("mix.mixindex"), force=True)  # an index: --force may replace it
+>>> check_existing(Path("mix.toml"), force=True)
+Traceback (most recent call last):
+  ...
+mixindex.errors.IndexExistsError: 'mix.toml' exists and is a file, not a mixindex index; ...
 """
 
 from __future__ import annotations

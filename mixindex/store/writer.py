@@ -38,10 +38,8 @@ def _le_bytes(data: np.ndarray) -> memoryview:
 
 
 class IndexWriter:
-    """Writes one index; use as a context manager so a failure leaves nothing behind.
-
-    >>> # with IndexWriter(path, ...) as w: w.write_chunk(chunk); w.commit(attrs)
-    """
+    """Writes one index: ``with IndexWriter(path, ...) as w:``, then ``w.write_chunk(chunk)`` for
+    each chunk and ``w.commit(attrs)``; as a context manager, a failure leaves nothing behind."""
 
     def __init__(
         self,
