@@ -36,11 +36,14 @@ def test_rebuilding_the_golden_spec_gives_the_same_bytes(tmp_path: Path) -> None
         "block_size",
         "array_digests",
     ):
-        assert new.meta[key] == old.meta[key], key
+        assert getattr(new.meta, key) == getattr(old.meta, key), key
     for a, b in zip(new.sources, old.sources, strict=True):
-        assert {k: a[k] for k in ("name", "type", "num_rows", "fingerprint")} == {
-            k: b[k] for k in ("name", "type", "num_rows", "fingerprint")
-        }
+        assert (a.name, a.type, a.num_rows, a.fingerprint) == (
+            b.name,
+            b.type,
+            b.num_rows,
+            b.fingerprint,
+        )
 
 
 def test_the_golden_index_reads_back() -> None:
