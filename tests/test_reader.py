@@ -88,9 +88,9 @@ def test_toml_yaml_json_give_the_same_index(
     # The recorded files are the absolute paths of the files beside the spec.
     code = metas[0].sources[0]
     assert list(code.data_files) == [str(f) for f in data.code_files]
-    assert code["num_rows"] == sum(CODE_SIZES)
+    assert code.num_rows == sum(CODE_SIZES)
     # The schedule really changes the mix: both points were parsed.
-    weights = [p["weights"] for p in metas[0]["spec"]["mix"]["weight_schedule"]]
+    weights = [p.weights for p in metas[0].mix.weight_schedule]
     assert weights == [
         {"code": 0.5, "notes": 2 / 6, "docs": 1 / 6},
         {"code": 0.25, "notes": 0.25, "docs": 0.5},
