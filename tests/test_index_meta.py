@@ -207,6 +207,17 @@ def test_a_value_out_of_its_choices_is_named(name: str, value: Any, words: str) 
         IndexMeta.from_dict(doc)
 
 
+def test_a_dataset_type_or_cache_out_of_its_choices_is_named() -> None:
+    doc = golden_doc()
+    doc["spec"]["datasets"][1]["type"] = "xml"
+    with pytest.raises(IndexFormatError, match=r"'spec\.datasets\[1\]\.type' is 'xml', expected"):
+        IndexMeta.from_dict(doc)
+    doc = golden_doc()
+    doc["spec"]["datasets"][0]["cache"] = "redis"
+    with pytest.raises(IndexFormatError, match=r"'spec\.datasets\[0\]\.cache' is 'redis'"):
+        IndexMeta.from_dict(doc)
+
+
 def test_a_null_where_a_key_may_be_left_out_is_named() -> None:
     doc = golden_doc()
     doc["sources"][0]["content_hash"] = None

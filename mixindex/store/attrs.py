@@ -13,10 +13,17 @@ import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from mixindex.errors import IndexFormatError
-from mixindex.spec.config import ROW_ORDERS, RowOrder, StopStrategy
+from mixindex.spec.config import (
+    ROW_ORDERS,
+    SOURCE_TYPES,
+    CacheKind,
+    RowOrder,
+    SourceType,
+    StopStrategy,
+)
 from mixindex.spec.schedule import INTERPOLATIONS, Interpolation
 
 __all__ = [
@@ -84,16 +91,18 @@ class Fields:
     def text(self, key: str, optional: bool = False) -> Any:
         return self.get(key, "a string", lambda v: isinstance(v, str), optional)
 
-    def choice(self, key: str, choices: tuple[str, ...]) -> Any:
-        return self.get(key, f"one of {', '.join(choices)}", lambda v: v in choices)
+    def choice(self, key: str, choices: tuple[str, ...], optional: bool = False) -> Any:
+        return self.get(key, f"one of {', '.join(choices)}", lambda v: v in choices, optional)
+
+    def choice_or_null(self, key: str, choices: tuple[str, ...]) -> Any:
+        """A key that is always written, as one of ``choices`` or null."""
+        want = f"one of {', '.join(choices)} or null"
+        return self.get(key, want, lambda v: v is None or v in choices)
 
     def whole_or_null(self, key: str, low: int = 0) -> int | None:
         """A key that is always written, as a whole number or null."""
         want = f"a whole number >= {low} or null"
         return self.get(key, want, lambda v: v is None or (_is_int(v) and v >= low))
-
-    def text_or_null(self, key: str) -> str | None:
-        return self.get(key, "a string or null", lambda v: v is None or isinstance(v, str))
 
     def number(self, key: str, optional: bool = False) -> Any:
         return self.get(key, "a number", _is_number, optional)
@@ -113,9 +122,8 @@ class Fields:
     def _at(self, key: str) -> tuple[str | Path | None, str]:
         return self.path, self.name(key)
 
-    def objs(self, key: str, low: int = 0) -> list[Fields]:
+    def objs(self, key: str, low: int = 0, want: str = "a list") -> list[Fields]:
         """A list of at least ``low`` objects, each one's failures named ``key[i].field``."""
-        want = "a list" if low == 0 else "at least one source"
         items = self.get(key, want, lambda v: isinstance(v, list) and len(v) >= low)
         return [Fields(item, self.path, f"{self.name(key)}[{i}]") for i, item in enumerate(items)]
 
@@ -203,8 +211,8 @@ class DatasetRecord(Record):
 
     name: str
     data_files: tuple[str, ...]
-    type: str | None
-    cache: str | None = None
+    type: SourceType | None
+    cache: CacheKind | None = None
     num_rows: int | None = None
 
     @classmethod
@@ -212,8 +220,8 @@ class DatasetRecord(Record):
         return cls(
             name=f.text("name"),
             data_files=f.paths("data_files"),
-            type=f.text_or_null("type"),
-            cache=f.text("cache", optional=True),
+            type=f.choice_or_null("type", SOURCE_TYPES),
+            cache=f.choice("cache", get_args(CacheKind), optional=True),
             num_rows=f.whole("num_rows", low=1, optional=True),
             **f.kept(),
         )

@@ -76,9 +76,10 @@ class IndexMeta(Record):
         for name in ARRAYS:
             digests.text(name)
         build = f.maybe_obj("build")
+        sources = f.objs("sources", low=1, want="a list of at least one source")
         return cls(
             spec=SpecRecord.parse(f.obj("spec")),
-            sources=tuple(SourceRecord.parse(s) for s in f.objs("sources", low=1)),
+            sources=tuple(SourceRecord.parse(s) for s in sources),
             build=None if build is None else BuildFacts.parse(build),
             format_version=f.whole("format_version"),
             num_examples=f.whole("num_examples"),
