@@ -52,20 +52,23 @@ def test_cache_arrow_on_a_dataset(
     assert ds.digest == plain.digest
     assert ds[0:] == plain[0:]
     rec = ds.index.sources[0]
-    assert rec["type"] == "arrow" and rec["num_rows"] == CODE_ROWS
+    assert rec.type == "arrow" and rec.num_rows == CODE_ROWS
     (folder,) = cache.iterdir()
     assert folder.name.startswith("code-")
-    assert rec["data_files"] == [str(folder / "part-00000.arrow"), str(folder / "part-00001.arrow")]
-    assert rec["cache"]["kind"] == "arrow"
-    assert rec["cache"]["folder"] == str(folder)
+    assert list(rec.data_files) == [
+        str(folder / "part-00000.arrow"),
+        str(folder / "part-00001.arrow"),
+    ]
+    assert rec.cache is not None and rec.cache.kind == "arrow"
+    assert rec.cache.folder == str(folder)
     # The Parquet source is recorded as it was: files and fingerprint.
     parquet = ParquetSource("code", [str(f) for f in data.code_files]).describe()
-    assert rec["cache"]["source"] == parquet
+    assert rec.cache.source.to_dict() == parquet
     assert folder.name.endswith(parquet["fingerprint"][7:31])
     manifest = json.loads((folder / "cache.json").read_text())
     assert manifest["source"]["fingerprint"] == parquet["fingerprint"]
     # The other sources are not cached.
-    assert [r.get("cache") for r in ds.index.sources[1:]] == [None, None]
+    assert [r.cache for r in ds.index.sources[1:]] == [None, None]
     assert type(ds.sources[0]).__name__ == "ArrowSource"
 
 

@@ -101,7 +101,7 @@ def test_force(data: Data, write_spec: SpecWriter, tmp_path: Path) -> None:
     assert_one_line_error(run("build", other, "-o", out), "already exists", str(out), "--force")
     assert (out / "zarr.json").read_bytes() == before
     assert_ok(run("build", other, "-o", out, "--force", "--quiet"))
-    assert mixindex.open(out).index.meta["spec"]["mix"]["seed"] == 99
+    assert mixindex.open(out).index.meta.mix.seed == 99
     assert sorted(p.name for p in tmp_path.glob(".mix.mixindex*")) == []
 
 

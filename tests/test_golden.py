@@ -6,6 +6,7 @@ If a change is meant to alter the format, bump FORMAT_VERSION and rebuild the go
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import mixindex
 from mixindex.builder import build
 from mixindex.store.index import StoredIndex
 from mixindex.store.layout import CHUNK_DIGESTS, POSITION_ARRAYS, TABLE_ARRAYS
+from mixindex.store.meta import IndexMeta
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -36,11 +38,33 @@ def test_rebuilding_the_golden_spec_gives_the_same_bytes(tmp_path: Path) -> None
         "block_size",
         "array_digests",
     ):
-        assert new.meta[key] == old.meta[key], key
+        assert getattr(new.meta, key) == getattr(old.meta, key), key
     for a, b in zip(new.sources, old.sources, strict=True):
-        assert {k: a[k] for k in ("name", "type", "num_rows", "fingerprint")} == {
-            k: b[k] for k in ("name", "type", "num_rows", "fingerprint")
-        }
+        assert (a.name, a.type, a.num_rows, a.fingerprint) == (
+            b.name,
+            b.type,
+            b.num_rows,
+            b.fingerprint,
+        )
+
+
+def test_the_writer_writes_the_golden_attributes(tmp_path: Path) -> None:
+    """The attributes written through IndexMeta are the golden's, key for key and in order,
+    but for what depends on the machine: the build facts and the sources' absolute paths."""
+    fresh = build(GOLDEN / "spec.toml", tmp_path / "tiny.mixindex")
+    doc, golden = (
+        json.loads((p / "zarr.json").read_text())["attributes"]["mixindex"]
+        for p in (fresh, GOLDEN / "tiny.mixindex")
+    )
+    assert list(doc["build"]) == list(golden["build"])
+    doc["build"] = golden["build"]
+    for rec, old in zip(doc["sources"], golden["sources"], strict=True):
+        assert [Path(f).name for f in rec["data_files"]] == [
+            Path(f).name for f in old["data_files"]
+        ]
+        rec["data_files"] = old["data_files"]
+    assert json.dumps(doc) == json.dumps(golden)
+    assert IndexMeta.from_dict(doc).to_dict() == golden
 
 
 def test_the_golden_index_reads_back() -> None:

@@ -179,6 +179,20 @@ DAMAGED = {
     ),
     "seed": (set_key("spec", "mix", "seed", value=True), "'spec.mix.seed' is True"),
     "build": (set_key("build", value="yesterday"), "'build' is 'yesterday'"),
+    # Read by inspect (formatted as a number) and by the reader's warnings.
+    "build seconds": (set_key("build", "seconds", value="slow"), "'build.seconds' is 'slow'"),
+    "row order": (
+        set_key("spec", "mix", "row_order", value="random"),
+        "'spec.mix.row_order' is 'random', expected one of sequential, shuffled",
+    ),
+    "dataset files": (
+        set_key("spec", "datasets", 0, "data_files", value=3),
+        "'spec.datasets[0].data_files' is 3",
+    ),
+    "array digest": (
+        lambda m: m["array_digests"].pop("row"),
+        "'array_digests.row' is missing",
+    ),
 }
 
 

@@ -79,7 +79,7 @@ def test_force_replaces_an_index(data: Data, write_spec: SpecWriter, tmp_path: P
     out = build(write_spec(), tmp_path / "mix.mixindex")
     result = run("build", write_spec(spec_dict(seed=99), "other.toml"), "-o", out, "--force")
     assert_ok(result)
-    assert mixindex.open(out).index.meta["spec"]["mix"]["seed"] == 99
+    assert mixindex.open(out).index.meta.mix.seed == 99
     assert sorted(p.name for p in tmp_path.glob(".mix.mixindex*")) == []
 
 

@@ -77,7 +77,7 @@ def digest(path: Path) -> str:
 def seed_of(path: Path) -> int:
     ds = mixindex.open(path)
     try:
-        return int(ds.index.meta["spec"]["mix"]["seed"])
+        return ds.index.meta.mix.seed
     finally:
         ds.close()
 

@@ -79,18 +79,18 @@ def test_toml_yaml_json_give_the_same_index(
     digests = {ds.digest for ds in opened}
     assert len(digests) == 1
     metas = [ds.index.meta for ds in opened]
-    assert metas[0]["spec"] == metas[1]["spec"] == metas[2]["spec"]
+    assert metas[0].spec == metas[1].spec == metas[2].spec
     first = arrays(outs[0])
     for o in outs[1:]:
         for a, b in zip(first, arrays(o), strict=True):
             assert a.dtype == b.dtype
             np.testing.assert_array_equal(a, b)
     # The recorded files are the absolute paths of the files beside the spec.
-    code = metas[0]["sources"][0]
-    assert code["data_files"] == [str(f) for f in data.code_files]
-    assert code["num_rows"] == sum(CODE_SIZES)
+    code = metas[0].sources[0]
+    assert list(code.data_files) == [str(f) for f in data.code_files]
+    assert code.num_rows == sum(CODE_SIZES)
     # The schedule really changes the mix: both points were parsed.
-    weights = [p["weights"] for p in metas[0]["spec"]["mix"]["weight_schedule"]]
+    weights = [p.weights for p in metas[0].mix.weight_schedule]
     assert weights == [
         {"code": 0.5, "notes": 2 / 6, "docs": 1 / 6},
         {"code": 0.25, "notes": 0.25, "docs": 0.5},
@@ -245,7 +245,7 @@ def test_deleted_file_of_a_multi_file_source_is_detected(data: Data, built: Path
 
 def test_moved_files_open_with_data_files(data: Data, built: Path, tmp_path: Path) -> None:
     ref = data.reference()
-    recorded = {s["name"]: s["fingerprint"] for s in mixindex.open(built).index.sources}
+    recorded = {s.name: s.fingerprint for s in mixindex.open(built).index.sources}
     moved = tmp_path / "moved"
     shutil.copytree(data.root, moved)
     shutil.rmtree(data.root)

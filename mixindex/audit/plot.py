@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from mixindex.audit.report import window_table
-from mixindex.audit.summary import scheduler_of
 from mixindex.errors import MixIndexError
 from mixindex.store.index import StoredIndex
 
@@ -60,10 +59,10 @@ def plot(
         raise MixIndexError(f"global batch size {global_batch_size} must be >= 1")
     out = Path(out)
     n = index.num_examples
-    num_blocks = int(index.meta["num_blocks"])
+    num_blocks = index.meta.num_blocks
     table = window_table(index, max(1, math.ceil(num_blocks / max(windows, 1))))
-    names = [s["name"] for s in index.sources]
-    rows = np.array([s["num_rows"] for s in index.sources], dtype=np.float64)
+    names = list(index.meta.names)
+    rows = np.array([s.num_rows for s in index.sources], dtype=np.float64)
     edges = np.append(table["start"], n)
     colors = [f"C{i % 10}" for i in range(len(names))]
 
@@ -84,7 +83,7 @@ def plot(
             edges, target[:, i], where="post", color="black", ls="--", lw=1.1,
             label="target (stacked)" if i == 0 else None,
         )  # fmt: skip
-    sched = scheduler_of(index.meta)
+    sched = index.meta.scheduler()
     inside = [p.step for p in sched.points if 0 < p.step < n]
     for k, step in enumerate(inside):
         ax_w.axvline(step, color="0.3", ls=":", lw=1.2, label=None if k else "schedule point")

@@ -66,7 +66,7 @@ def window_table(index: StoredIndex, window_blocks: int) -> dict[str, np.ndarray
     at_end = q[np.append(edges[1:], nb) - 1] if nb else q
     target = np.diff(at_end, axis=0, prepend=np.zeros((1, counts.shape[1])))
     length = np.add.reduceat(lengths, edges) if nb else lengths
-    block_size = int(index.meta["block_size"])
+    block_size = index.meta.block_size
     start = edges * block_size
     stop = np.append(start[1:], index.num_examples)
     return {
@@ -79,7 +79,7 @@ def window_table(index: StoredIndex, window_blocks: int) -> dict[str, np.ndarray
 
 
 def _window_blocks(index: StoredIndex, window: int | None) -> int:
-    block_size = int(index.meta["block_size"])
+    block_size = index.meta.block_size
     if window is None:
         window = max(1, math.ceil(index.num_examples / DEFAULT_WINDOWS))
     if window < 1:
@@ -118,7 +118,7 @@ def report(index: StoredIndex, *, window: int | None = None, **limits: Any) -> d
     table = window_table(index, wb)
     names = [s["name"] for s in out["sources"]]
     error = np.abs(table["realised"] - table["target"])
-    out["window"] = wb * int(index.meta["block_size"])
+    out["window"] = wb * index.meta.block_size
     out["windows"] = [
         {
             "start": int(table["start"][w]),
@@ -204,7 +204,7 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def _source_id(index: StoredIndex, name: str) -> int:
-    names = [s["name"] for s in index.sources]
+    names = list(index.meta.names)
     if name not in names:
         raise SourceError(
             f"no source named {name!r} in this index (sources: {', '.join(names)}); "
@@ -219,7 +219,7 @@ def where(
     """The positions at which ``row`` of ``source`` is served, with its epoch each time, and
     the global batch (``position // global_batch_size``) and place in it when given."""
     sid = _source_id(index, source)
-    num_rows = int(index.sources[sid]["num_rows"])
+    num_rows = index.sources[sid].num_rows
     if not 0 <= row < num_rows:
         raise SourceError(
             f"row {row} is out of range for source {source!r} of {num_rows:,} rows "
@@ -288,8 +288,8 @@ def diff(a: StoredIndex, b: StoredIndex) -> dict[str, Any]:
     """Compare two indexes position by position (sources matched by name): whether they are
     equal, the first position where they differ, how many positions differ, and per source the
     realised share in each and its change."""
-    names_a = [s["name"] for s in a.sources]
-    names_b = [s["name"] for s in b.sources]
+    names_a = list(a.meta.names)
+    names_b = list(b.meta.names)
     union = names_a + [n for n in names_b if n not in names_a]
     lut_a = np.array([union.index(n) for n in names_a], dtype=np.int64)
     lut_b = np.array([union.index(n) for n in names_b], dtype=np.int64)
@@ -337,7 +337,7 @@ def _example(index: StoredIndex, p: int) -> dict[str, Any] | None:
         return None
     source, row, epoch = index.lookup(np.array([p], dtype=np.int64))
     return {
-        "source": index.sources[int(source[0])]["name"],
+        "source": index.sources[int(source[0])].name,
         "row": int(row[0]),
         "epoch": int(epoch[0]),
     }

@@ -38,7 +38,6 @@ import numpy as np
 import pyarrow as pa
 
 from mixindex.audit.sandbox import DEFAULT_MEMORY_LIMIT, DEFAULT_TEMP_LIMIT, Sandbox
-from mixindex.audit.summary import scheduler_of
 from mixindex.errors import QueryError
 from mixindex.store.index import StoredIndex
 from mixindex.store.layout import POSITION_ARRAYS
@@ -70,7 +69,7 @@ class _Rescannable:
 
 
 def _names(index: StoredIndex) -> pa.Array:
-    return pa.array([rec["name"] for rec in index.sources], pa.string())
+    return pa.array(index.meta.names, pa.string())
 
 
 def _mix_stream(index: StoredIndex) -> _Rescannable:
@@ -108,8 +107,8 @@ def _blocks_stream(index: StoredIndex) -> _Rescannable:
     counts = index.arrays["counts"]
     names = _names(index)
     k = len(names)
-    block_size = int(index.meta["block_size"])
-    scheduler = scheduler_of(index.meta)
+    block_size = index.meta.block_size
+    scheduler = index.meta.scheduler()
     id_dtype = np.min_scalar_type(max(k - 1, 0))
     ids = pa.from_numpy_dtype(id_dtype)
     schema = pa.schema(
@@ -146,17 +145,17 @@ def _sources_table(index: StoredIndex) -> pa.Table:
     return pa.table(
         {
             "source_id": pa.array(range(len(recs)), pa.int32()),
-            "name": pa.array([r["name"] for r in recs], pa.string()),
-            "type": pa.array([r["type"] for r in recs], pa.string()),
-            "data_files": pa.array([list(r["data_files"]) for r in recs], pa.list_(pa.string())),
-            "num_rows": pa.array([r["num_rows"] for r in recs], pa.int64()),
-            "fingerprint": pa.array([r["fingerprint"] for r in recs], pa.string()),
+            "name": pa.array([r.name for r in recs], pa.string()),
+            "type": pa.array([r.type for r in recs], pa.string()),
+            "data_files": pa.array([list(r.data_files) for r in recs], pa.list_(pa.string())),
+            "num_rows": pa.array([r.num_rows for r in recs], pa.int64()),
+            "fingerprint": pa.array([r.fingerprint for r in recs], pa.string()),
         }
     )
 
 
 def _schedule_table(index: StoredIndex) -> pa.Table:
-    scheduler = scheduler_of(index.meta)
+    scheduler = index.meta.scheduler()
     steps, sources, weights = [], [], []
     for point in scheduler.points:
         for name in scheduler.names:
@@ -200,7 +199,7 @@ def connect(
     """
     stored = index if isinstance(index, StoredIndex) else StoredIndex(index)
     _check_chunk_files(stored)
-    block_size = int(stored.meta["block_size"])
+    block_size = stored.meta.block_size
     box = Sandbox(
         memory_limit=memory_limit, temp_limit=temp_limit, timeout=timeout, refused=_REFUSED
     )

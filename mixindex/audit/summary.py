@@ -10,29 +10,20 @@ from typing import Any
 import numpy as np
 
 from mixindex.plan.apportion import WrittenOffTargets
-from mixindex.spec.schedule import WeightSchedulePoint, WeightScheduler
 from mixindex.store.index import StoredIndex
-
-
-def scheduler_of(meta: dict[str, Any]) -> WeightScheduler:
-    """The weight schedule recorded in an index's normalised spec."""
-    mix = meta["spec"]["mix"]
-    names = [s["name"] for s in meta["sources"]]
-    points = [WeightSchedulePoint(p["step"], p["weights"]) for p in mix["weight_schedule"]]
-    return WeightScheduler(points, mix["weight_schedule_type"], names)
+from mixindex.store.meta import IndexMeta
 
 
 def block_targets(index: StoredIndex) -> tuple[np.ndarray, np.ndarray]:
     """``(weights, lengths)``: the target weights of every block and its length."""
-    return _block_targets(index, 0, int(index.meta["num_blocks"]))
+    return _block_targets(index, 0, index.meta.num_blocks)
 
 
 def _block_targets(index: StoredIndex, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    meta = index.meta
-    b = int(meta["block_size"])
+    b = index.meta.block_size
     blocks = np.arange(lo, hi, dtype=np.int64)
     lengths = np.minimum(index.num_examples - blocks * b, b)
-    return scheduler_of(meta).weights_at(blocks * b), lengths
+    return index.meta.scheduler().weights_at(blocks * b), lengths
 
 
 def share_stats(index: StoredIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -47,7 +38,7 @@ def share_stats(index: StoredIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """
     counts_array = index.arrays["counts"]
     k = counts_array.shape[1]
-    block_size = int(index.meta["block_size"])
+    block_size = index.meta.block_size
     targets = WrittenOffTargets(k)
     realised = np.zeros(k, dtype=np.int64)
     target = np.zeros(k)
@@ -72,18 +63,17 @@ def summarize(index: StoredIndex) -> dict[str, Any]:
     meta = index.meta
     n = index.num_examples
     realised, target, deviation = share_stats(index)
-    mix = meta["spec"]["mix"]
     sources = []
-    for i, rec in enumerate(meta["sources"]):
+    for i, rec in enumerate(meta.sources):
         sources.append(
             {
-                "name": rec["name"],
-                "type": rec["type"],
-                "num_rows": rec["num_rows"],
+                "name": rec.name,
+                "type": rec.type,
+                "num_rows": rec.num_rows,
                 "target_share": float(target[i] / n) if n else 0.0,
                 "realised_share": float(realised[i] / n) if n else 0.0,
                 "examples": int(realised[i]),
-                "epochs": float(realised[i] / rec["num_rows"]),
+                "epochs": float(realised[i] / rec.num_rows),
                 "max_deviation": float(deviation[i]),
             }
         )
@@ -91,27 +81,27 @@ def summarize(index: StoredIndex) -> dict[str, Any]:
         "path": str(index.path),
         "warnings": read_warnings(meta),
         "num_examples": n,
-        "num_blocks": int(meta["num_blocks"]),
-        "block_size": int(meta["block_size"]),
-        "stop_strategy": mix["stop_strategy"],
-        "row_order": mix["row_order"],
-        "seed": mix["seed"],
-        "digest": meta["digest"],
-        "build_seconds": meta.get("build", {}).get("seconds"),
+        "num_blocks": meta.num_blocks,
+        "block_size": meta.block_size,
+        "stop_strategy": meta.mix.stop_strategy.value,
+        "row_order": meta.mix.row_order,
+        "seed": meta.mix.seed,
+        "digest": meta.digest,
+        "build_seconds": meta.build.seconds if meta.build is not None else None,
         "sources": sources,
     }
 
 
-def read_warnings(meta: dict[str, Any]) -> list[str]:
+def read_warnings(meta: IndexMeta) -> list[str]:
     """Slow reads ahead: a Parquet source read in shuffled order with no Arrow cache."""
-    if meta["spec"]["mix"]["row_order"] != "shuffled":
+    if meta.mix.row_order != "shuffled":
         return []
     return [
-        f"source {rec['name']!r} is Parquet read in shuffled order with no Arrow cache: each "
+        f"source {rec.name!r} is Parquet read in shuffled order with no Arrow cache: each "
         "random row decodes a whole row group (~3.5k examples/s); rebuild with "
         'cache = "arrow" on the dataset or with --cache-dir DIR'
-        for rec in meta["sources"]
-        if rec["type"] == "parquet"
+        for rec in meta.sources
+        if rec.type == "parquet"
     ]
 
 

@@ -24,11 +24,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from mixindex.errors import IndexFormatError, IndexReplacedError, SourceError, one_line
+from mixindex.store.attrs import SourceRecord
 from mixindex.store.index import StoredIndex
 from mixindex.store.layout import ARRAYS, POSITION_ARRAYS
 
@@ -119,7 +119,7 @@ def _check_arrays(index: StoredIndex, result: VerifyResult) -> bool:
     if len(result.problems) > found:
         return False
     for name in ARRAYS:
-        if hashes[name] != index.meta["array_digests"][name]:
+        if hashes[name] != index.meta.array_digests[name]:
             result.problems.append(
                 f"{name}: its bytes do not match the array digest recorded in the attributes; "
                 "the attributes were edited or the index is damaged, rebuild it"
@@ -144,8 +144,8 @@ def _span(index: StoredIndex, name: str, i: int) -> str:
 def _check_tables(index: StoredIndex, result: VerifyResult) -> None:
     """counts == slots per block and source; cursors == counts before; rows within sources."""
     k = len(index.sources)
-    num_rows = np.array([s["num_rows"] for s in index.sources], dtype=np.int64)
-    block_size = int(index.meta["block_size"])
+    num_rows = np.array([s.num_rows for s in index.sources], dtype=np.int64)
+    block_size = index.meta.block_size
     source, row = index.arrays["source"], index.arrays["row"]
     counts, cursors = index.arrays["counts"], index.arrays["cursors"]
     chunk_blocks = counts.chunks[0]
@@ -167,7 +167,7 @@ def _check_tables(index: StoredIndex, result: VerifyResult) -> None:
             p = c * source.chunks[0] + int(out[0])
             result.problems.append(
                 f"row/{row.chunk_key(c)}: position {p:,} serves a row past the end of "
-                f"source {index.sources[int(src[out[0]])]['name']!r} ({out.size:,} such positions)"
+                f"source {index.sources[int(src[out[0]])].name!r} ({out.size:,} such positions)"
             )
         table = counts.load(c).astype(np.int64)
         local_block = np.arange(src.size, dtype=np.int64) // block_size
@@ -193,37 +193,37 @@ def _check_tables(index: StoredIndex, result: VerifyResult) -> None:
         before = before + actual.sum(axis=0)
 
 
-def _check_source(rec: dict[str, Any], deep: bool, result: VerifyResult) -> None:
+def _check_source(rec: SourceRecord, deep: bool, result: VerifyResult) -> None:
     from mixindex.sources import reopen_source
 
-    name = rec["name"]
-    if not rec.get("data_files"):
+    name = rec.name
+    if not rec.data_files:
         result.notes.append(
             f"source {name!r} was an in-memory datasets.Dataset; it cannot be checked here"
         )
         return
     result.sources += 1
     try:
-        src = reopen_source(rec)
+        src = reopen_source(rec.to_dict())
     except SourceError as exc:
         result.problems.append(f"source {name!r}: {one_line(exc)}")
         return
     try:
         now = src.describe()
-        if now["num_rows"] != rec["num_rows"]:
+        if now["num_rows"] != rec.num_rows:
             result.problems.append(
-                f"source {name!r}: row count changed from {rec['num_rows']:,} to "
+                f"source {name!r}: row count changed from {rec.num_rows:,} to "
                 f"{now['num_rows']:,}; rebuild the index or restore the data"
             )
-        elif now["fingerprint"] != rec["fingerprint"]:
+        elif now["fingerprint"] != rec.fingerprint:
             result.problems.append(
-                f"source {name!r}: fingerprint changed ({rec['fingerprint']} -> "
+                f"source {name!r}: fingerprint changed ({rec.fingerprint} -> "
                 f"{now['fingerprint']}): its files' sizes, schema or metadata changed; rebuild "
                 "the index or restore the data"
             )
         elif deep:
             content = src.fingerprint(deep=True)
-            recorded = rec.get("content_hash")
+            recorded = rec.content_hash
             if recorded is None:
                 result.notes.append(
                     f"source {name!r}: no content hash was recorded (build with --deep to "

@@ -39,6 +39,7 @@ from mixindex.read.rows import SOURCE_FIELD, conform, to_examples, unified_schem
 from mixindex.read.state import Sharding, load_state, make_state
 from mixindex.sources import Source, reopen_source
 from mixindex.sources.base import check_columns
+from mixindex.store.attrs import SourceOrigin
 from mixindex.store.index import StoredIndex
 
 if TYPE_CHECKING:
@@ -51,16 +52,16 @@ __all__ = ["ITER_BATCH", "SOURCE_FIELD", "MixedDataset", "open"]
 ITER_BATCH = 1024
 
 
-def _describe_change(name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    if old["num_rows"] != new["num_rows"]:
-        what = f"its row count changed from {old['num_rows']} to {new['num_rows']}"
-    elif [Path(f).name for f in old["data_files"]] != [Path(f).name for f in new["data_files"]]:
+def _describe_change(name: str, old: SourceOrigin, new: Mapping[str, Any]) -> str:
+    if old.num_rows != new["num_rows"]:
+        what = f"its row count changed from {old.num_rows} to {new['num_rows']}"
+    elif [Path(f).name for f in old.data_files] != [Path(f).name for f in new["data_files"]]:
         what = "its files changed"
     else:
         what = "its files' sizes, schema or metadata changed"
     return (
         f"source {name!r} changed since the index was built: {what} (fingerprint "
-        f"{old['fingerprint']} -> {new['fingerprint']}); rebuild the index, or open it with "
+        f"{old.fingerprint} -> {new['fingerprint']}); rebuild the index, or open it with "
         "verify=False (--no-verify) to read it anyway"
     )
 
@@ -89,7 +90,7 @@ class MixedDataset:
         self.columns = list(columns) if columns is not None else None
         data_files = dict(data_files or {})
         datasets = dict(datasets or {})
-        self.names: list[str] = [rec["name"] for rec in self.index.sources]
+        self.names: list[str] = list(self.index.meta.names)
         unknown = [n for n in (*data_files, *datasets) if n not in self.names]
         if unknown:
             raise SourceChangedError(
@@ -97,10 +98,10 @@ class MixedDataset:
             )
         self.sources: list[Source] = []
         for rec in self.index.sources:
-            name = rec["name"]
+            name = rec.name
             override = datasets.get(name, data_files.get(name))
             try:
-                src = reopen_source(rec, override)
+                src = reopen_source(rec.to_dict(), override)
             except SourceError as exc:
                 if not verify or override is not None:
                     raise
@@ -112,9 +113,8 @@ class MixedDataset:
                 now = src.describe()
                 # Data passed again for a cached source is checked against what the cache
                 # was made from.
-                want = rec.get("cache", {}).get("source") if override is not None else None
-                want = want or rec
-                if now["fingerprint"] != want["fingerprint"] or now["num_rows"] != want["num_rows"]:
+                want = rec.origin if override is not None else rec
+                if now["fingerprint"] != want.fingerprint or now["num_rows"] != want.num_rows:
                     raise SourceChangedError(_describe_change(name, want, now))
             # A projection that a source cannot satisfy fails now, not at the first read.
             check_columns(self.columns, src.schema, name)

@@ -27,14 +27,15 @@ class ChunkedArray:
     """
 
     def __init__(self, folder: IndexFolder, name: str) -> None:
-        meta = folder.read_json(f"{name}/zarr.json")
+        # The array's own zarr.json (shape, chunks, dtype, codecs), not the index's attributes.
+        doc = folder.read_json(f"{name}/zarr.json")
         try:
-            self.shape = tuple(int(n) for n in meta["shape"])
-            self.chunks = tuple(int(n) for n in meta["chunk_grid"]["configuration"]["chunk_shape"])
-            self.dtype = np.dtype(meta["data_type"]).newbyteorder("<")
-            codecs = [c["name"] for c in meta["codecs"]]
-            endian = meta["codecs"][0].get("configuration", {}).get("endian", "little")
-            sep = meta["chunk_key_encoding"]["configuration"]["separator"]
+            self.shape = tuple(int(n) for n in doc["shape"])
+            self.chunks = tuple(int(n) for n in doc["chunk_grid"]["configuration"]["chunk_shape"])
+            self.dtype = np.dtype(doc["data_type"]).newbyteorder("<")
+            codecs = [c["name"] for c in doc["codecs"]]
+            endian = doc["codecs"][0].get("configuration", {}).get("endian", "little")
+            sep = doc["chunk_key_encoding"]["configuration"]["separator"]
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise IndexFormatError(
                 f"{str(folder.path / name)!r} has unreadable array metadata ({one_line(exc)})"

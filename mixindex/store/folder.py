@@ -96,11 +96,14 @@ class IndexFolder:
         return f"it now holds {self._digest_here()}"
 
     def _digest_here(self) -> str:
+        from mixindex.store.meta import recorded_digest
+
         try:
             with open(self.path / "zarr.json", encoding="utf-8") as f:
-                return str(json.load(f)["attributes"]["mixindex"]["digest"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return "no readable index"
+                digest = recorded_digest(json.load(f))
+        except (OSError, ValueError):
+            digest = None
+        return digest if digest is not None else "no readable index"
 
     def _replaced(self, what: str) -> IndexReplacedError:
         return IndexReplacedError(

@@ -16,17 +16,11 @@ from typing import Any
 import numpy as np
 
 from mixindex.errors import IndexFormatError
+from mixindex.store.attrs import SourceRecord
 from mixindex.store.chunks import ChunkedArray
 from mixindex.store.folder import IndexFolder, not_an_index
-from mixindex.store.layout import (
-    ARRAYS,
-    ATTR_KEY,
-    CHUNK_DIGESTS,
-    FORMAT_VERSION,
-    POSITION_ARRAYS,
-    TABLE_ARRAYS,
-)
-from mixindex.store.meta import check_meta, content_digest
+from mixindex.store.layout import ARRAYS, ATTR_KEY, CHUNK_DIGESTS, POSITION_ARRAYS, TABLE_ARRAYS
+from mixindex.store.meta import IndexMeta, attributes_of, content_digest
 
 __all__ = ["StoredIndex"]
 
@@ -44,19 +38,11 @@ class StoredIndex:
         self.path = Path(path)
         self.folder = IndexFolder(self.path)
         group = self.folder.read_json("zarr.json")
-        attrs = group.get("attributes")
-        meta = attrs.get(ATTR_KEY) if isinstance(attrs, dict) else None
-        if group.get("zarr_format") != 3 or not isinstance(meta, dict):
+        doc = attributes_of(group)
+        if group.get("zarr_format") != 3 or doc is None:
             raise not_an_index(self.path, f"a zarr store without '{ATTR_KEY}' attributes")
-        version = meta.get("format_version")
-        if version != FORMAT_VERSION:
-            raise IndexFormatError(
-                f"{str(self.path)!r} has format version {version!r}; this mixindex reads version "
-                f"{FORMAT_VERSION}; rebuild the index with 'mixindex build SPEC -o OUT --force'"
-            )
-        check_meta(meta, self.path)
-        self.meta: dict[str, Any] = meta
-        self.folder.digest = meta["digest"]
+        self.meta = IndexMeta.from_dict(doc, self.path)
+        self.folder.digest = self.meta.digest
         self.arrays = {name: ChunkedArray(self.folder, name) for name in ARRAYS}
         self._check_arrays()
         self.dtypes = {name: self.arrays[name].dtype for name in ARRAYS}
@@ -70,22 +56,17 @@ class StoredIndex:
     def _check_arrays(self) -> None:
         """The arrays agree with the attributes: O(1), nothing but metadata is read."""
         meta, arrays = self.meta, self.arrays
-        n, b, k = meta["num_examples"], meta["block_size"], len(meta["sources"])
-        nb = meta["num_blocks"]
+        n, b, k, nb = meta.num_examples, meta.block_size, meta.num_sources, meta.num_blocks
         facts: list[tuple[str, Any, Any]] = [
             ("num_blocks", nb, -(-n // b)),
-            ("chunk_positions", meta["chunk_positions"], meta["chunk_blocks"] * b),
+            ("chunk_positions", meta.chunk_positions, meta.chunk_blocks * b),
         ]
         for name in POSITION_ARRAYS:
             facts.append((f"the shape of {name!r}", arrays[name].shape, (n,)))
-            facts.append(
-                (f"the chunks of {name!r}", arrays[name].chunks, (meta["chunk_positions"],))
-            )
+            facts.append((f"the chunks of {name!r}", arrays[name].chunks, (meta.chunk_positions,)))
         for name in TABLE_ARRAYS:
             facts.append((f"the shape of {name!r}", arrays[name].shape, (nb, k)))
-            facts.append(
-                (f"the chunks of {name!r}", arrays[name].chunks, (meta["chunk_blocks"], k))
-            )
+            facts.append((f"the chunks of {name!r}", arrays[name].chunks, (meta.chunk_blocks, k)))
         for name in ARRAYS:
             dtype = arrays[name].dtype
             if dtype.kind != "u":
@@ -99,21 +80,21 @@ class StoredIndex:
 
     @property
     def num_examples(self) -> int:
-        return int(self.meta["num_examples"])
+        return self.meta.num_examples
 
     @property
-    def sources(self) -> list[dict[str, Any]]:
-        return list(self.meta["sources"])
+    def sources(self) -> tuple[SourceRecord, ...]:
+        return self.meta.sources
 
     @property
     def digest(self) -> str:
-        return str(self.meta["digest"])
+        return self.meta.digest
 
     def recomputed_digest(self, array_digests: Mapping[str, str] | None = None) -> str:
         """The content digest from the attributes and ``array_digests`` (default: the
         recorded ones; ``mixindex verify`` passes the ones it hashed)."""
         if array_digests is None:
-            array_digests = self.meta["array_digests"]
+            array_digests = self.meta.array_digests
         return content_digest(self.meta, {n: array_digests[n] for n in ARRAYS}, self.dtypes)
 
     def chunk_digests(self) -> ChunkedArray:
@@ -123,7 +104,7 @@ class StoredIndex:
     def check_source_ids(self, source: np.ndarray, positions: np.ndarray) -> None:
         """Every source id in ``source`` (read at ``positions``) names a source: a damaged byte
         is IndexFormatError naming the position and its chunk file, not an IndexError."""
-        k = len(self.meta["sources"])
+        k = self.meta.num_sources
         if source.size == 0 or int(source.max()) < k:
             return
         at = int(np.argmax(source >= k))

@@ -1,5 +1,5 @@
-"""The index's attributes (``attributes["mixindex"]`` of the group's ``zarr.json``): their
-types, checked when an index is opened, and the content digest that covers them.
+"""The index's attributes (``attributes["mixindex"]`` of the group's ``zarr.json``) as one frozen
+:class:`IndexMeta`, the only reader of them, and the content digest that covers them.
 
 The digest is one sha256 over each whole array's sha256 and a canonical JSON of every attribute
 that changes what is served or reported: the spec's ``mix`` section and dataset names; each
@@ -17,127 +17,168 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mixindex.errors import IndexFormatError
-from mixindex.store.layout import ARRAYS
+from mixindex.errors import IndexFormatError, SpecError, one_line
+from mixindex.spec.schedule import WeightSchedulePoint, WeightScheduler
+from mixindex.store.attrs import (
+    BuildFacts,
+    Fields,
+    MixRecord,
+    Record,
+    SourceRecord,
+    SpecRecord,
+)
+from mixindex.store.layout import ARRAYS, ATTR_KEY, FORMAT_VERSION
 
-__all__ = ["check_meta", "content_digest"]
-
-_MISSING = object()
-
-
-def _bad(path: Path, key: str, value: Any, want: str) -> IndexFormatError:
-    shown = "missing" if value is _MISSING else f"{value!r}"[:60]
-    return IndexFormatError(
-        f"{str(path)!r} is damaged: attribute {key!r} is {shown}, expected {want}; "
-        "rebuild the index"
-    )
-
-
-def _int(doc: Mapping[str, Any], key: str, path: Path, where: str = "", low: int = 0) -> int:
-    value = doc.get(key, _MISSING)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise _bad(path, where + key, value, f"a whole number >= {low}")
-    return value
+__all__ = ["IndexMeta", "attributes_of", "content_digest", "recorded_digest"]
 
 
-def _str(doc: Mapping[str, Any], key: str, path: Path, where: str = "") -> str:
-    value = doc.get(key, _MISSING)
-    if not isinstance(value, str):
-        raise _bad(path, where + key, value, "a string")
-    return value
+@dataclass(frozen=True, kw_only=True)
+class IndexMeta(Record):
+    """Everything an index records besides its arrays, typed and checked.
+
+    :meth:`from_dict` reads the attributes (a missing or wrong-typed key is
+    :class:`~mixindex.errors.IndexFormatError` naming it); :meth:`to_dict` writes them back as
+    they were read, unknown keys and key order included.
+
+    >>> # meta = StoredIndex("mix.mixindex").meta; meta.mix.seed, meta.names, meta.scheduler()
+    """
+
+    spec: SpecRecord
+    sources: tuple[SourceRecord, ...]
+    build: BuildFacts | None
+    format_version: int
+    num_examples: int
+    num_blocks: int
+    block_size: int
+    chunk_positions: int
+    chunk_blocks: int
+    array_digests: Mapping[str, str]
+    digest: str
+
+    @classmethod
+    def from_dict(cls, doc: Any, path: str | Path | None = None) -> IndexMeta:
+        """The attributes ``doc`` (``path`` names the index in errors), checked."""
+        f = Fields(doc, path)
+        version = doc.get("format_version")
+        if version != FORMAT_VERSION:
+            where = repr(str(path)) if path is not None else "the index"
+            raise IndexFormatError(
+                f"{where} has format version {version!r}; this mixindex reads version "
+                f"{FORMAT_VERSION}; rebuild the index with 'mixindex build SPEC -o OUT --force'"
+            )
+        digests = f.obj("array_digests")
+        for name in ARRAYS:
+            digests.text(name)
+        build = f.maybe_obj("build")
+        sources = f.objs("sources", low=1, want="a list of at least one source")
+        return cls(
+            spec=SpecRecord.parse(f.obj("spec")),
+            sources=tuple(SourceRecord.parse(s) for s in sources),
+            build=None if build is None else BuildFacts.parse(build),
+            format_version=f.whole("format_version"),
+            num_examples=f.whole("num_examples"),
+            num_blocks=f.whole("num_blocks"),
+            block_size=f.whole("block_size", low=1),
+            chunk_positions=f.whole("chunk_positions", low=1),
+            chunk_blocks=f.whole("chunk_blocks", low=1),
+            array_digests=dict(digests.doc),
+            digest=f.text("digest"),
+            **f.kept(),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The attributes as JSON-ready objects, as the writer stores them."""
+        out: dict[str, Any] = {
+            "spec": self.spec.to_dict(),
+            "sources": [s.to_dict() for s in self.sources],
+        }
+        if self.build is not None:
+            out["build"] = self.build.to_dict()
+        out.update(
+            format_version=self.format_version,
+            num_examples=self.num_examples,
+            num_blocks=self.num_blocks,
+            block_size=self.block_size,
+            chunk_positions=self.chunk_positions,
+            chunk_blocks=self.chunk_blocks,
+            array_digests=dict(self.array_digests),
+            digest=self.digest,
+        )
+        return self._emit(out)
+
+    @property
+    def mix(self) -> MixRecord:
+        """The recorded spec's ``mix`` section (seed, stop strategy, row order, schedule)."""
+        return self.spec.mix
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The sources' names, in source-id order."""
+        return tuple(s.name for s in self.sources)
+
+    @property
+    def num_sources(self) -> int:
+        return len(self.sources)
+
+    def scheduler(self) -> WeightScheduler:
+        """The recorded weight schedule, in source order."""
+        mix = self.mix
+        points = [WeightSchedulePoint(p.step, p.weights) for p in mix.weight_schedule]
+        try:
+            return WeightScheduler(points, mix.weight_schedule_type, self.names)
+        except SpecError as exc:
+            raise IndexFormatError(
+                f"the index's weight schedule cannot be used ({one_line(exc)}); rebuild the index"
+            ) from None
 
 
-def _dict(doc: Mapping[str, Any], key: str, path: Path, where: str = "") -> dict[str, Any]:
-    value = doc.get(key, _MISSING)
-    if not isinstance(value, dict):
-        raise _bad(path, where + key, value, "an object")
-    return value
+def attributes_of(group: Any) -> Any:
+    """The ``mixindex`` attributes of a group's ``zarr.json`` document (unchecked), or None."""
+    attrs = group.get("attributes") if isinstance(group, dict) else None
+    doc = attrs.get(ATTR_KEY) if isinstance(attrs, dict) else None
+    return doc if isinstance(doc, dict) else None
 
 
-def _list(doc: Mapping[str, Any], key: str, path: Path, where: str = "") -> list[Any]:
-    value = doc.get(key, _MISSING)
-    if not isinstance(value, list):
-        raise _bad(path, where + key, value, "a list")
-    return value
+def recorded_digest(group: Any) -> str | None:
+    """The digest a group's ``zarr.json`` records, or None: for messages about a folder that
+    may be any index, of any version, or none."""
+    doc = attributes_of(group)
+    digest = doc.get("digest") if doc is not None else None
+    return digest if isinstance(digest, str) else None
 
 
-def check_meta(meta: dict[str, Any], path: Path) -> None:
-    """Every attribute mixindex reads has its type (``format_version`` is checked before)."""
-    for key in ("num_examples", "num_blocks"):
-        _int(meta, key, path)
-    for key in ("block_size", "chunk_positions", "chunk_blocks"):
-        _int(meta, key, path, low=1)
-    _str(meta, "digest", path)
-    digests = _dict(meta, "array_digests", path)
-    for name in ARRAYS:
-        _str(digests, name, path, "array_digests.")
-    if "build" in meta:
-        _dict(meta, "build", path)
-    spec = _dict(meta, "spec", path)
-    mix = _dict(spec, "mix", path, "spec.")
-    for key in ("weight_schedule_type", "stop_strategy", "row_order"):
-        _str(mix, key, path, "spec.mix.")
-    _int(mix, "seed", path, "spec.mix.")
-    for i, point in enumerate(_list(mix, "weight_schedule", path, "spec.mix.")):
-        if not isinstance(point, dict):
-            raise _bad(path, f"spec.mix.weight_schedule[{i}]", point, "an object")
-        _int(point, "step", path, f"spec.mix.weight_schedule[{i}].")
-        _dict(point, "weights", path, f"spec.mix.weight_schedule[{i}].")
-    for i, rec in enumerate(_list(spec, "datasets", path, "spec.")):
-        if not isinstance(rec, dict):
-            raise _bad(path, f"spec.datasets[{i}]", rec, "an object")
-        _str(rec, "name", path, f"spec.datasets[{i}].")
-    sources = _list(meta, "sources", path)
-    if not sources:
-        raise _bad(path, "sources", sources, "at least one source")
-    for i, rec in enumerate(sources):
-        where = f"sources[{i}]."
-        if not isinstance(rec, dict):
-            raise _bad(path, f"sources[{i}]", rec, "an object")
-        for key in ("name", "type", "fingerprint"):
-            _str(rec, key, path, where)
-        _int(rec, "num_rows", path, where)
-        files = _list(rec, "data_files", path, where)
-        if not all(isinstance(f, str) for f in files):
-            raise _bad(path, where + "data_files", files, "a list of paths")
-        if "cache" in rec:
-            origin = _dict(_dict(rec, "cache", path, where), "source", path, where + "cache.")
-            for key in ("type", "fingerprint"):
-                _str(origin, key, path, where + "cache.source.")
-
-
-def _identity(rec: Mapping[str, Any]) -> dict[str, Any]:
+def _identity(rec: SourceRecord) -> dict[str, Any]:
     """What a source is, whichever copy of its rows is read."""
-    origin = rec["cache"]["source"] if "cache" in rec else rec
+    origin = rec.origin
     return {
-        "name": rec["name"],
-        "num_rows": rec["num_rows"],
-        "type": origin["type"],
-        "fingerprint": origin["fingerprint"],
+        "name": rec.name,
+        "num_rows": rec.num_rows,
+        "type": origin.type,
+        "fingerprint": origin.fingerprint,
     }
 
 
 def content_digest(
-    meta: Mapping[str, Any], array_digests: Mapping[str, str], dtypes: Mapping[str, Any]
+    meta: IndexMeta, array_digests: Mapping[str, str], dtypes: Mapping[str, Any]
 ) -> str:
     """The index's content digest: the arrays' whole-array sha256s and the attributes that
     change what is served or reported (see the module's docstring)."""
-    spec = meta["spec"]
     facts = {
-        "format_version": meta["format_version"],
-        "num_examples": meta["num_examples"],
-        "num_blocks": meta["num_blocks"],
-        "block_size": meta["block_size"],
-        "num_sources": len(meta["sources"]),
+        "format_version": meta.format_version,
+        "num_examples": meta.num_examples,
+        "num_blocks": meta.num_blocks,
+        "block_size": meta.block_size,
+        "num_sources": meta.num_sources,
         "dtypes": {n: np.dtype(d).name for n, d in dtypes.items()},
-        "mix": spec["mix"],
-        "datasets": [d["name"] for d in spec["datasets"]],
-        "sources": [_identity(rec) for rec in meta["sources"]],
+        "mix": meta.mix.to_dict(),
+        "datasets": [d.name for d in meta.spec.datasets],
+        "sources": [_identity(rec) for rec in meta.sources],
     }
     doc = json.dumps(
         {"arrays": dict(array_digests), "facts": facts}, sort_keys=True, separators=(",", ":")

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from mixindex.errors import IndexExistsError, OutputError
-from mixindex.store.layout import ATTR_KEY, CHUNK_DIGESTS, POSITION_ARRAYS, TABLE_ARRAYS
+from mixindex.store.layout import CHUNK_DIGESTS, POSITION_ARRAYS, TABLE_ARRAYS
+from mixindex.store.meta import attributes_of
 
 # Everything a mixindex writer puts in its folder: a leftover holding only these names is ours.
 INDEX_ENTRIES = frozenset({"zarr.json", *POSITION_ARRAYS, *TABLE_ARRAYS, CHUNK_DIGESTS})
@@ -51,8 +52,7 @@ def is_index(path: str | os.PathLike[str]) -> bool:
         isinstance(doc, dict)
         and doc.get("zarr_format") == 3
         and doc.get("node_type") == "group"
-        and isinstance(doc.get("attributes"), dict)
-        and isinstance(doc["attributes"].get(ATTR_KEY), dict)
+        and attributes_of(doc) is not None
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from mixindex.store.layout import (
     POSITION_ARRAYS,
     TABLE_ARRAYS,
 )
-from mixindex.store.meta import content_digest
+from mixindex.store.meta import IndexMeta, content_digest
 
 __all__ = ["IndexWriter", "array_digest"]
 
@@ -155,8 +156,8 @@ class IndexWriter:
             self.arrays[name].resize((self.blocks, k))
         self._write_chunk_digests()
         whole = {n: h.hexdigest() for n, h in self.hashes.items()}
-        meta = dict(attrs)
-        meta.update(
+        doc = dict(attrs)
+        doc.update(
             format_version=FORMAT_VERSION,
             num_examples=self.length,
             num_blocks=self.blocks,
@@ -164,11 +165,12 @@ class IndexWriter:
             chunk_positions=self.chunk_positions,
             chunk_blocks=self.chunk_blocks,
             array_digests=whole,
+            digest="",  # filled in below: the digest covers the checked attributes
         )
-        digest = meta["digest"] = content_digest(
-            meta, whole, {n: self.arrays[n].dtype for n in ARRAYS}
-        )
-        self.group.attrs[ATTR_KEY] = meta
+        # Read back through IndexMeta, so that what is written is what every reader accepts.
+        meta = IndexMeta.from_dict(doc, self.path)
+        digest = content_digest(meta, whole, {n: self.arrays[n].dtype for n in ARRAYS})
+        self.group.attrs[ATTR_KEY] = replace(meta, digest=digest).to_dict()
         from mixindex.store.publish import publish
 
         publish(self.tmp, self.path, force=self.force)
