@@ -232,14 +232,15 @@ def bench_resume(index: Path, repeat: int, hf_skip: int, files: dict[str, Path])
 
     ds = mixindex.open(index)
     n = len(ds)
-    first = {**ds.state_dict(), "next_position": 0}
-    last = {**ds.state_dict(), "next_position": n - 1}
+    first = {**iter(ds).state_dict(), "next_position": 0}
+    last = {**iter(ds).state_dict(), "next_position": n - 1}
 
     def first_example(state: dict[str, Any]) -> float:
         fresh = mixindex.open(index)
         t0 = time.perf_counter()
-        fresh.load_state_dict(state)
-        next(iter(fresh))
+        it = iter(fresh)
+        it.load_state_dict(state)
+        next(it)
         return time.perf_counter() - t0
 
     first_example(first), first_example(last)  # warm

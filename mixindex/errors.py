@@ -85,5 +85,10 @@ class StateError(MixIndexError, ValueError):
     """A resume state does not belong to this index or this sharding."""
 
 
+class ShardingError(MixIndexError, ValueError):
+    """A data-parallel sharding is invalid (rank, world size, global batch size) or leaves a
+    rank nothing to read."""
+
+
 class QueryError(MixIndexError, ValueError):
     """An audit query failed (DuckDB's message, on one line) or asked for an unusable output."""

@@ -22,6 +22,7 @@ from mixindex import (
     PipelineConfig,
     PlanError,
     ShardedDataSource,
+    ShardingError,
     SpecError,
     WeightSchedulePoint,
     WeightScheduler,
@@ -212,8 +213,10 @@ def test_shards_split_every_global_batch(kind: str, drop_last: bool) -> None:
     for r, mine in zip(ranks, got, strict=True):
         for row in (1, 5, len(mine) - 1):
             assert pairs(r.open_shard_at_row(SHARD, row)) == mine[row:]
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(ShardingError, match="divisible"):
         m.shard(0, 3, global_batch_size=8)
+    with pytest.raises(ShardingError, match="already one rank's shard"):
+        ranks[0].shard(0, 2, global_batch_size=8)
 
 
 def test_seed_none_draws_logs_and_keeps_a_seed(caplog: pytest.LogCaptureFixture) -> None:

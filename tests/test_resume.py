@@ -1,4 +1,7 @@
-"""Resume state: O(1) restore from every position, and states that belong elsewhere refused."""
+"""Resume state: O(1) restore from every position, and states that belong elsewhere refused.
+
+The state lives on iterators (``it = iter(ds)``), never on the dataset: see test_iterator.py for
+iterators that must not move each other."""
 
 from __future__ import annotations
 
@@ -21,10 +24,11 @@ N = DEFAULT_MIX["num_examples"]
 def states_along(ds: MixedDataset) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every example of one pass, and the state before each example and after the last."""
     examples: list[dict[str, Any]] = []
-    states = [ds.state_dict()]
-    for ex in ds:
+    it = iter(ds)
+    states = [it.state_dict()]
+    for ex in it:
         examples.append(ex)
-        states.append(ds.state_dict())
+        states.append(it.state_dict())
     return examples, states
 
 
@@ -35,10 +39,11 @@ def assert_equal_output_after_checkpoint(
     everything, states = states_along(ds)
     assert len(states) == len(everything) + 1
     other = fresh()
+    it = iter(other)
     for p, state in enumerate(states):
         json.loads(json.dumps(state))  # plain JSON
-        other.load_state_dict(state)
-        assert list(other) == everything[p:], f"resumed at {p}"
+        it.load_state_dict(state)  # one iterator, moved back and forth
+        assert list(it) == everything[p:], f"resumed at {p}"
 
 
 def test_restore_from_every_position(shared: Shared) -> None:
@@ -52,26 +57,28 @@ def test_restore_from_every_position(shared: Shared) -> None:
 
 def test_state_is_small_and_versioned(shared: Shared) -> None:
     ds = mixindex.open(shared.index)
-    assert ds.state_dict() == {
+    it = iter(ds)
+    assert it.state_dict() == {
         "format_version": 1,
         "digest": ds.digest,
         "next_position": 0,
         "shard": None,
     }
-    it = iter(ds)
     for _ in range(37):
         next(it)
-    state = ds.state_dict()
-    assert state["next_position"] == 37
+    state = it.state_dict()
+    assert state["next_position"] == it.position == 37
     assert len(json.dumps(state)) < 200
     assert ds.digest.startswith("sha256:") and len(ds.digest) == 71
     # Draining the iterator leaves the state at the end: resuming there yields nothing.
     assert len(list(it)) == N - 37
-    end = ds.state_dict()
+    end = it.state_dict()
     assert end["next_position"] == N
-    fresh = mixindex.open(shared.index)
+    fresh = iter(mixindex.open(shared.index))
     fresh.load_state_dict(end)
     assert list(fresh) == []
+    # The dataset's own state names the index and sharding, and no position.
+    assert ds.state_dict() == {"format_version": 1, "digest": ds.digest, "shard": None}
 
 
 def test_iter_start_and_batch_size(shared: Shared) -> None:
@@ -85,10 +92,11 @@ def test_iter_start_and_batch_size(shared: Shared) -> None:
         ds.iter(start=N + 1)
     with pytest.raises(ValueError, match="batch_size"):
         ds.iter(batch_size=0)
-    # iter(start=p) moves the state along too.
-    it = ds.iter(start=900)
+    # An iterator from start=p keeps its state from there.
+    it = ds.iter(start=900, batch_size=7)
+    assert it.state_dict()["next_position"] == 900
     next(it)
-    assert ds.state_dict()["next_position"] == 901
+    assert it.state_dict()["next_position"] == 901
 
 
 def test_first_example_costs_one_read_wherever_it_starts(
@@ -106,33 +114,35 @@ def test_first_example_costs_one_read_wherever_it_starts(
     monkeypatch.setattr(MixedDataset, "__getitems__", spy)
     for p, want in expected.items():
         reads.clear()
-        ds.load_state_dict({**ds.state_dict(), "next_position": p})
-        assert next(iter(ds)) == want
+        it = iter(ds)
+        it.load_state_dict({**it.state_dict(), "next_position": p})
+        assert next(it) == want
         # One grouped read, of the batch starting at p: nothing before p is read or replayed.
         assert len(reads) == 1
         assert reads[0][0] == p and len(reads[0]) == min(1024, N - p)
-
-
-def test_iteration_restarts_at_the_loaded_state(shared: Shared) -> None:
-    ds = mixindex.open(shared.index)
-    everything = list(ds)
-    assert list(ds) == everything  # a finished pass does not leave the next one empty
-    ds.load_state_dict({**ds.state_dict(), "next_position": 900})
-    assert list(ds) == everything[900:]
-    assert list(ds) == everything[900:]
 
 
 def test_state_of_another_index_is_refused(shared: Shared, other_index: Path) -> None:
     ds = mixindex.open(shared.index)
     other = mixindex.open(other_index)
     assert other.digest != ds.digest
-    with pytest.raises(StateError) as excinfo:
-        ds.load_state_dict(other.state_dict())
-    msg = str(excinfo.value)
-    assert isinstance(excinfo.value, ValueError)
-    assert other.digest in msg and ds.digest in msg
-    # A refused state leaves the reader where it was.
-    assert ds.state_dict()["next_position"] == 0
+    it = iter(ds)
+    for _ in range(5):
+        next(it)
+    elsewhere = iter(other)
+    next(elsewhere)
+    for load, state in [
+        (it.load_state_dict, elsewhere.state_dict()),
+        (ds.load_state_dict, other.state_dict()),
+    ]:
+        with pytest.raises(StateError) as excinfo:
+            load(state)
+        msg = str(excinfo.value)
+        assert isinstance(excinfo.value, ValueError)
+        assert other.digest in msg and ds.digest in msg
+    # A refused state leaves the iterator where it was.
+    assert it.state_dict()["next_position"] == 5
+    assert next(it) == ds[5]
 
 
 @pytest.mark.parametrize(
@@ -150,14 +160,16 @@ def test_state_of_another_index_is_refused(shared: Shared, other_index: Path) ->
     ],
 )
 def test_bad_states_are_refused(shared: Shared, change: dict[str, Any], words: list[str]) -> None:
-    ds = mixindex.open(shared.index)
+    it = iter(mixindex.open(shared.index))
     with pytest.raises(StateError) as excinfo:
-        ds.load_state_dict({**ds.state_dict(), **change})
+        it.load_state_dict({**it.state_dict(), **change})
     for w in words:
         assert w in str(excinfo.value)
 
 
 def test_a_state_must_be_a_dict(shared: Shared) -> None:
     ds = mixindex.open(shared.index)
+    with pytest.raises(StateError, match="not list"):
+        iter(ds).load_state_dict([1, 2])  # type: ignore[arg-type]
     with pytest.raises(StateError, match="not list"):
         ds.load_state_dict([1, 2])  # type: ignore[arg-type]

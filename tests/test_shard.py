@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import mixindex
+from mixindex import ShardingError
 from mixindex.errors import StateError
 from mixindex.read.state import Sharding
 
@@ -121,15 +122,16 @@ def test_drop_last_false_covers_everything(shared: Shared) -> None:
 def test_bad_sharding(shared: Shared, args: tuple[int, int, int], words: list[str]) -> None:
     ds = mixindex.open(shared.index)
     rank, world, g = args
-    with pytest.raises(ValueError) as excinfo:
+    with pytest.raises(ShardingError) as excinfo:
         ds.shard(rank, world, global_batch_size=g)
+    assert isinstance(excinfo.value, ValueError)  # as before: except ValueError still works
     for w in words:
         assert w in str(excinfo.value)
 
 
 def test_a_shard_is_not_sharded_again(shared: Shared) -> None:
     ds = mixindex.open(shared.index)
-    with pytest.raises(ValueError, match="already a shard"):
+    with pytest.raises(ShardingError, match="already a shard"):
         ds.shard(0, 2, global_batch_size=8).shard(0, 2, global_batch_size=4)
 
 
@@ -139,15 +141,17 @@ def test_resume_every_position_of_every_rank(shared: Shared) -> None:
     for rank in range(world):
         mine = ds.shard(rank, world, global_batch_size=g, drop_last=False)
         everything = []
-        states = [mine.state_dict()]
-        for ex in mine:
+        it = iter(mine)
+        states = [it.state_dict()]
+        for ex in it:
             everything.append(ex)
-            states.append(mine.state_dict())
+            states.append(it.state_dict())
         assert len(everything) == len(mine) == 475
         other = mixindex.open(shared.index).shard(rank, world, global_batch_size=g, drop_last=False)
         for k, state in enumerate(states):
-            other.load_state_dict(state)
-            assert list(other) == everything[k:], (rank, k)
+            again = iter(other)
+            again.load_state_dict(state)
+            assert list(again) == everything[k:], (rank, k)
 
 
 def test_states_are_the_same_on_every_rank(shared: Shared) -> None:
@@ -160,7 +164,7 @@ def test_states_are_the_same_on_every_rank(shared: Shared) -> None:
         it = iter(s)
         for _ in range(4 * 7 + 3):  # 7 whole global batches and 3 examples of the next
             next(it)
-        states.append(s.state_dict())
+        states.append(it.state_dict())
         rests.append(list(it))
     assert states[0]["next_position"] == 7 * 16
     assert states[0]["shard"] == {
@@ -175,7 +179,7 @@ def test_states_are_the_same_on_every_rank(shared: Shared) -> None:
         assert state["shard"]["rank"] == r
     # Rank 0's checkpoint restores every rank at the same global place.
     for r in range(world):
-        fresh = mixindex.open(shared.index).shard(r, world, global_batch_size=g)
+        fresh = iter(mixindex.open(shared.index).shard(r, world, global_batch_size=g))
         fresh.load_state_dict(states[0])
         assert list(fresh) == rests[r]
 
@@ -183,21 +187,27 @@ def test_states_are_the_same_on_every_rank(shared: Shared) -> None:
 def test_state_under_another_sharding_is_refused(shared: Shared) -> None:
     ds = mixindex.open(shared.index)
     two = ds.shard(0, 2, global_batch_size=8)
-    state = two.state_dict()
+    state = iter(two).state_dict()
     for other, seen in [
         (ds.shard(0, 4, global_batch_size=8), "world_size=4"),
         (ds.shard(0, 2, global_batch_size=16), "global_batch_size=16"),
         (ds.shard(0, 2, global_batch_size=8, drop_last=False), "drop_last=False"),
         (ds, "no sharding"),
     ]:
-        with pytest.raises(StateError) as excinfo:
-            other.load_state_dict(state)
-        msg = str(excinfo.value)
-        assert "another sharding" in msg and "world_size=2" in msg and seen in msg
+        # Refused by an iterator, and by the dataset's own check (StatefulDataLoader's).
+        for load, offered in [
+            (iter(other).load_state_dict, state),
+            (other.load_state_dict, two.state_dict()),
+        ]:
+            with pytest.raises(StateError) as excinfo:
+                load(offered)
+            msg = str(excinfo.value)
+            assert "another sharding" in msg and "world_size=2" in msg and seen in msg
+    it = iter(two)
     with pytest.raises(StateError, match="no sharding"):
-        two.load_state_dict(ds.state_dict())
+        it.load_state_dict(iter(ds).state_dict())
     # A position that is not a global batch start is damage, not a sharding.
     with pytest.raises(StateError, match="global batches of 8"):
-        two.load_state_dict({**state, "next_position": 3})
+        it.load_state_dict({**state, "next_position": 3})
     with pytest.raises(StateError, match="offset 4"):
-        two.load_state_dict({**state, "shard": {**state["shard"], "offset": 4}})
+        it.load_state_dict({**state, "shard": {**state["shard"], "offset": 4}})

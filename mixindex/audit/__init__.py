@@ -7,6 +7,6 @@
 [(100,)]
 """
 
-from mixindex.audit.sql import connect
+from mixindex.audit.sql import connect, query
 
-__all__ = ["connect"]
+__all__ = ["connect", "query"]

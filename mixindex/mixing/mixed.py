@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from mixindex.errors import SpecError
+from mixindex.errors import ShardingError, SpecError
 from mixindex.mixing.inputs import as_input
 from mixindex.mixing.sharded import ShardedDataSource, ShardInfo, draw_seed
 from mixindex.mixing.streams import Mixer
@@ -147,7 +147,10 @@ class MixedShardedSource(ShardedDataSource):
         (see :mod:`mixindex.read.state`); a trailing partial global batch is dropped unless
         ``drop_last=False``, which splits it."""
         if self.sharding is not None:
-            raise ValueError("this source is already one rank's shard")
+            raise ShardingError(
+                f"this source is already one rank's shard ({self.sharding.describe()}); shard "
+                "the whole mix instead"
+            )
         view = copy.copy(self)
         view.sharding = Sharding(
             rank=rank, world_size=world_size, global_batch_size=global_batch_size,

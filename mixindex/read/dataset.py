@@ -4,9 +4,10 @@ Each example is a new dict: the columns of the source's row plus ``"__source__"`
 O(1) memory-mapped reads; a batch of positions is grouped by source, and each source groups its
 rows by Arrow record batch or Parquet row group, takes once per group and the rows are put back
 in the requested order. Opening checks every source against the fingerprint recorded at build
-time (S7). The dataset is map-style for PyTorch and a random-access source for Grain; iteration
-resumes in O(1) from :meth:`MixedDataset.state_dict`, and :meth:`MixedDataset.shard` gives each
-data-parallel rank its slice of every global batch (see :mod:`mixindex.read.state`).
+time (S7). The dataset is map-style for PyTorch and a random-access source for Grain, and holds
+no position: each ``iter(ds)`` is a new :class:`~mixindex.read.iterator.MixIterator` that owns
+its place and resumes in O(1). :meth:`MixedDataset.shard` gives each data-parallel rank its
+slice of every global batch (see :mod:`mixindex.read.state`), as a dataset with its own handles.
 
 >>> import mixindex
 >>> ds = mixindex.open("mix.mixindex")
@@ -16,16 +17,17 @@ data-parallel rank its slice of every global batch (see :mod:`mixindex.read.stat
 >>> examples = iter(rank)
 >>> next(examples)["text"], next(examples)["text"]
 ('text 0', 'def f2(): pass')
->>> state = rank.state_dict()  # later, or in another process:
->>> rank.load_state_dict(state)
->>> next(iter(rank))
+>>> state = examples.state_dict()  # later, or in another process:
+>>> resumed = iter(rank)
+>>> resumed.load_state_dict(state)
+>>> next(resumed)
 {'text': 'text 3', '__source__': 'text'}
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,10 +35,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from mixindex.errors import IndexReplacedError, SourceChangedError, SourceError
+from mixindex.errors import IndexReplacedError, ShardingError, SourceChangedError, SourceError
+from mixindex.read.iterator import ITER_BATCH, MixIterator
 from mixindex.read.positions import check_position, check_positions, is_position
 from mixindex.read.rows import SOURCE_FIELD, conform, to_examples, unified_schema
-from mixindex.read.state import Sharding, load_state, make_state
+from mixindex.read.state import Sharding, check_dataset_state, dataset_state
 from mixindex.sources import Source, reopen_source
 from mixindex.sources.base import check_columns
 from mixindex.store.attrs import SourceOrigin
@@ -45,11 +48,7 @@ from mixindex.store.index import StoredIndex
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["ITER_BATCH", "SOURCE_FIELD", "MixedDataset", "open"]
-
-# Positions read per grouped take while iterating: large enough that the per-batch costs
-# (lookup, grouping, one take per record batch) vanish, small enough to start at once.
-ITER_BATCH = 1024
+__all__ = ["ITER_BATCH", "SOURCE_FIELD", "MixIterator", "MixedDataset", "open"]
 
 
 def _describe_change(name: str, old: SourceOrigin, new: Mapping[str, Any]) -> str:
@@ -70,9 +69,10 @@ class MixedDataset:
     """A planned mixture, read by position. Use :func:`open` to get one.
 
     ``len``, ``ds[i]``, slices and ``ds.__getitems__(positions)`` read by position;
-    ``ds.read_batch(positions)`` returns a ``pyarrow.Table``; iteration, ``state_dict`` /
-    ``load_state_dict`` and ``iter(start=...)`` resume in O(1); ``shard(...)`` gives one
-    data-parallel rank's view, whose positions are local to the rank.
+    ``ds.read_batch(positions)`` returns a ``pyarrow.Table``; ``iter(ds)`` and
+    ``ds.iter(start=...)`` return a new :class:`~mixindex.read.iterator.MixIterator`, which
+    owns its place (``state_dict`` / ``load_state_dict``); the dataset holds none.
+    ``shard(...)`` gives one data-parallel rank's view, whose positions are local to the rank.
     """
 
     def __init__(
@@ -120,8 +120,6 @@ class MixedDataset:
             check_columns(self.columns, src.schema, name)
             self.sources.append(src)
         self._sharding: Sharding | None = None
-        self._start = 0  # where iteration starts: 0, or the position of a loaded state
-        self._next = 0  # the next position of the latest iteration: what state_dict() saves
         self._arrow_schema: pa.Schema | None = None
 
     # ---- facts ---------------------------------------------------------------------------------
@@ -256,11 +254,12 @@ class MixedDataset:
 
     # ---- iteration and resume ------------------------------------------------------------------
 
-    def iter(self, start: int = 0, batch_size: int = ITER_BATCH) -> Iterator[dict[str, Any]]:
-        """Examples from position ``start`` to the end, read ``batch_size`` at a time.
+    def iter(self, start: int = 0, batch_size: int = ITER_BATCH) -> MixIterator:
+        """A new iterator over the examples from position ``start`` to the end, read
+        ``batch_size`` at a time. Starting anywhere costs the same: one grouped read.
 
-        Starting anywhere costs the same: the first example is one grouped read away.
-        :meth:`state_dict` follows the examples this iterator yields.
+        The iterator owns its place (``it.state_dict()`` / ``it.load_state_dict(state)``);
+        iterators of one dataset never move each other.
         """
         n = len(self)
         if not is_position(start):
@@ -268,44 +267,33 @@ class MixedDataset:
         start = int(start) + n if start < 0 else int(start)
         if not 0 <= start <= n:
             raise IndexError(f"start {start} is out of range for a mix of {n} examples")
-        if batch_size < 1:
-            raise ValueError(f"batch_size = {batch_size} must be >= 1")
-        self._next = start
-        return self._iterate(start, n, int(batch_size))
+        if not is_position(batch_size) or batch_size < 1:
+            raise ValueError(f"batch_size = {batch_size!r} must be a whole number >= 1")
+        return MixIterator(self, start, int(batch_size))
 
-    def _iterate(self, start: int, n: int, batch_size: int) -> Iterator[dict[str, Any]]:
-        for lo in range(start, n, batch_size):
-            batch = self.__getitems__(np.arange(lo, min(lo + batch_size, n), dtype=np.int64))
-            for p, ex in enumerate(batch, lo + 1):
-                # Before the yield: once the caller holds the example, the state is past it.
-                self._next = p
-                yield ex
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return self.iter(self._start)
+    def __iter__(self) -> MixIterator:
+        """A new iterator from position 0: every ``iter(ds)`` starts a new pass."""
+        return self.iter()
 
     def state_dict(self) -> dict[str, Any]:
-        """A small, versioned state: where iteration goes on (see :mod:`mixindex.read.state`).
+        """Which index and sharding this dataset reads, as a versioned dict: no position (a
+        dataset has none; take an iterator's ``state_dict()`` to resume).
 
-        >>> import json, mixindex
-        >>> ds = mixindex.open("mix.mixindex")
-        >>> examples = iter(ds)
-        >>> first = next(examples)
-        >>> state = json.loads(json.dumps(ds.state_dict()))  # plain JSON
-        >>> state["next_position"]
-        1
+        torchdata's ``StatefulDataLoader`` saves it beside its sampler's place, so that
+        :meth:`load_state_dict` refuses a checkpoint of another index or sharding.
+
+        >>> import mixindex
+        >>> sorted(mixindex.open("mix.mixindex").state_dict())
+        ['digest', 'format_version', 'shard']
         """
-        return make_state(self.digest, self._next, self.index.num_examples, self._sharding)
+        return dataset_state(self.digest, self._sharding)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume at a state from :meth:`state_dict`: the next ``iter(ds)`` starts there.
-
-        Raises :class:`~mixindex.errors.StateError` (printing both values) for a state taken
-        from another index or under another world size / global batch size.
+        """Check that a state of :meth:`state_dict` names this index and sharding; nothing
+        moves. Raises :class:`~mixindex.errors.StateError` (printing both values) otherwise,
+        and for an iterator's state, whose place only an iterator can take.
         """
-        self._start = self._next = load_state(
-            state, self.digest, self.index.num_examples, self._sharding
-        )
+        check_dataset_state(state, self.digest, self._sharding)
 
     # ---- sharding and loaders ------------------------------------------------------------------
 
@@ -322,20 +310,30 @@ class MixedDataset:
         [4, 5, 6, 7, 12, 13]
         """
         if self._sharding is not None:
-            raise ValueError(f"this dataset is already a shard ({self._sharding.describe()})")
-        view = copy.copy(self)
-        view._sharding = Sharding(
+            raise ShardingError(
+                f"this dataset is already a shard ({self._sharding.describe()}); shard the "
+                "whole mix instead"
+            )
+        sharding = Sharding(
             rank=rank, world_size=world_size, global_batch_size=global_batch_size,
             drop_last=drop_last,
         )  # fmt: skip
         n = self.index.num_examples
-        if len(view) == 0:
-            raise ValueError(
+        if sharding.length(n) == 0:
+            raise ShardingError(
                 f"the mix has {n} examples, fewer than one global batch of "
                 f"{global_batch_size}: rank {rank} would read nothing; use a smaller "
                 "global_batch_size or drop_last=False"
             )
-        view._start = view._next = 0
+        # Not copy.copy(self), which goes through __getstate__ and opens the index at its path
+        # again: a rebuild may have replaced it there. The shard owns handles of its own on the
+        # very index folder this dataset opened, so that closing one leaves the other open.
+        view = object.__new__(MixedDataset)
+        view.__dict__.update(self.__dict__)
+        view._sharding = sharding
+        view.index = self.index.clone()
+        # A source's copy drops its handles, as pickling does, and opens its own on first use.
+        view.sources = [copy.copy(src) for src in self.sources]
         return view
 
     def to_iterable_dataset(self, num_shards: int = 1) -> datasets.IterableDataset:

@@ -7,7 +7,7 @@ of loader workers. A trailing partial global batch is dropped by default (every 
 the same length); with ``drop_last=False`` its positions are split into ``w`` contiguous runs
 whose lengths differ by at most one.
 
-**State.** A small, versioned, JSON-able dict::
+**State.** An iterator's state (``it.state_dict()``) is a small, versioned, JSON-able dict::
 
     {"format_version": 1, "digest": "sha256:...", "next_position": 16,
      "shard": {"rank": 0, "world_size": 2, "global_batch_size": 8, "drop_last": true,
@@ -18,6 +18,11 @@ shard it is where the global batch holding this rank's next example starts, and 
 how many of this rank's examples of that batch were already read. Ranks that read in lock step
 hold the same two numbers, so the state of any rank (rank 0's, say) restores every rank; the
 world size, global batch size and ``drop_last`` must match, or the state is refused.
+
+A dataset has no position, so its own state (``ds.state_dict()``, which torchdata's
+``StatefulDataLoader`` saves beside its sampler's place) is the same dict without
+``next_position`` and ``offset``: it only makes a loader refuse a checkpoint of another index
+or sharding. Each kind of state is refused where the other is expected.
 
     >>> s = Sharding(rank=1, world_size=2, global_batch_size=4)
     >>> s.to_global(np.arange(4), 10).tolist()
@@ -32,16 +37,23 @@ from typing import Any
 
 import numpy as np
 
-from mixindex.errors import StateError
+from mixindex.errors import ShardingError, StateError
 
 STATE_VERSION = 1
 
-__all__ = ["STATE_VERSION", "Sharding", "load_state", "make_state"]
+__all__ = [
+    "STATE_VERSION",
+    "Sharding",
+    "check_dataset_state",
+    "dataset_state",
+    "load_state",
+    "make_state",
+]
 
 
 def _count(value: object, what: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{what} = {value!r} must be a whole number >= {minimum}")
+        raise ShardingError(f"{what} = {value!r} must be a whole number >= {minimum}")
     return int(value)
 
 
@@ -59,15 +71,17 @@ class Sharding:
         g = _count(self.global_batch_size, "global_batch_size", 1)
         r = _count(self.rank, "rank", 0)
         if r >= w:
-            raise ValueError(f"rank = {r} must be below world_size = {w} (ranks are 0 to {w - 1})")
+            raise ShardingError(
+                f"rank = {r} must be below world_size = {w} (ranks are 0 to {w - 1})"
+            )
         if g % w:
-            raise ValueError(
+            raise ShardingError(
                 f"global_batch_size = {g} is not divisible by world_size = {w}; every rank "
                 f"reads global_batch_size / world_size positions of each global batch, so pick "
                 f"a multiple of {w} (for example {g + w - g % w})"
             )
         if not isinstance(self.drop_last, bool):
-            raise ValueError(f"drop_last = {self.drop_last!r} must be True or False")
+            raise ShardingError(f"drop_last = {self.drop_last!r} must be True or False")
 
     @property
     def per_rank(self) -> int:
@@ -144,8 +158,29 @@ def _sharding_text(shard: object) -> str:
     return repr(shard)
 
 
-def load_state(state: object, digest: str, n: int, sharding: Sharding | None) -> int:
-    """The local position a state resumes at; StateError if it belongs elsewhere."""
+def dataset_state(digest: str, sharding: Sharding | None) -> dict[str, Any]:
+    """A dataset's state: which index and sharding it reads, and no position (a dataset has
+    none; its iterators do)."""
+    return {
+        "format_version": STATE_VERSION,
+        "digest": digest,
+        "shard": None if sharding is None else sharding.to_dict(),
+    }
+
+
+def check_dataset_state(state: object, digest: str, sharding: Sharding | None) -> None:
+    """StateError unless ``state`` is a dataset's state of this index and sharding."""
+    state = _check_identity(state, digest, sharding)
+    if "next_position" in state:
+        raise StateError(
+            f"this state holds next_position {state['next_position']!r}, a place in the mix, "
+            "but a dataset has no place (its iterators do) and would ignore it; resume an "
+            "iterator with it: it = iter(ds); it.load_state_dict(state)"
+        )
+
+
+def _check_identity(state: object, digest: str, sharding: Sharding | None) -> Mapping[str, Any]:
+    """The state, if its version, index digest and sharding are these; else StateError."""
     if not isinstance(state, Mapping):
         raise StateError(
             f"a resume state is a dict from state_dict(), not {type(state).__name__}: {state!r}"
@@ -161,11 +196,6 @@ def load_state(state: object, digest: str, n: int, sharding: Sharding | None) ->
             f"the state was taken from another index: state digest {state.get('digest')!r}, "
             f"this index {digest!r}; load it into the index it was taken from"
         )
-    pos = state.get("next_position")
-    if isinstance(pos, bool) or not isinstance(pos, int) or not 0 <= pos <= n:
-        raise StateError(
-            f"the state's next_position {pos!r} is not a position of this mix of {n} examples"
-        )
     shard = state.get("shard")
     mine = None if sharding is None else sharding.to_dict()
     same = (shard is None and mine is None) or (
@@ -178,6 +208,24 @@ def load_state(state: object, digest: str, n: int, sharding: Sharding | None) ->
             f"the state was taken under another sharding: state {_sharding_text(shard)}, this "
             f"dataset {_sharding_text(mine)}; resume with the sharding the state was taken under"
         )
+    return state
+
+
+def load_state(state: object, digest: str, n: int, sharding: Sharding | None) -> int:
+    """The local position an iterator's state resumes at; StateError if it belongs elsewhere."""
+    state = _check_identity(state, digest, sharding)
+    if "next_position" not in state:
+        raise StateError(
+            "the state has no next_position: it is a dataset's state (ds.state_dict()), which "
+            "names the index and sharding but no place; resume with an iterator's state, from "
+            "it.state_dict()"
+        )
+    pos = state["next_position"]
+    if isinstance(pos, bool) or not isinstance(pos, int) or not 0 <= pos <= n:
+        raise StateError(
+            f"the state's next_position {pos!r} is not a position of this mix of {n} examples"
+        )
+    shard = state.get("shard")
     if sharding is None or not isinstance(shard, Mapping):
         return pos
     g = sharding.global_batch_size

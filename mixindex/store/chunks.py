@@ -8,6 +8,7 @@ one): a missing, short or over-long file is IndexFormatError naming it, never ze
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,6 +57,13 @@ class ChunkedArray:
         self.raw = codecs == ["bytes"]
         self._folder = folder
         self._maps: dict[int, np.ndarray] = {}
+
+    def on(self, folder: IndexFolder) -> ChunkedArray:
+        """This array read through ``folder`` (a clone of its own), with no chunk mapped yet."""
+        other = copy.copy(self)
+        other._folder = folder
+        other._maps = {}
+        return other
 
     def __len__(self) -> int:
         return self.shape[0]

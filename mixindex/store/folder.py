@@ -171,6 +171,15 @@ class IndexFolder:
         finally:
             os.close(fd)
 
+    def clone(self) -> IndexFolder:
+        """Another handle on this same folder (not on whatever the path holds now), closed
+        independently of this one."""
+        other = object.__new__(IndexFolder)  # not copy.copy: __getstate__ refuses copies
+        other.__dict__.update(self.__dict__)
+        if self._fd is not None:
+            other._fd = os.dup(self._fd)
+        return other
+
     def __getstate__(self) -> None:
         # A copy would own the same descriptor and close it twice (perhaps someone else's by
         # then); MixedDataset pickles its index as a path and a digest instead.

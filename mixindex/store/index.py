@@ -9,6 +9,7 @@ writes whole chunks, even the last one.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,14 @@ class StoredIndex:
         """The whole ``counts`` or ``cursors`` table."""
         arr = self.arrays[name]
         return arr.read(0, len(arr))
+
+    def clone(self) -> StoredIndex:
+        """Another reader of this same opened index with its own folder handle and maps:
+        closing either leaves the other open (a dataset's shards are built with it)."""
+        other = copy.copy(self)
+        other.folder = self.folder.clone()
+        other.arrays = {name: arr.on(other.folder) for name, arr in self.arrays.items()}
+        return other
 
     def close(self) -> None:
         for arr in self.arrays.values():
