@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArrowShardedSource",
+    "BuildTerminated",
     "CompositeShardedSource",
     "CsvShardedSource",
     "DatasetConfig",
@@ -31,6 +32,8 @@ __all__ = [
     "ParquetShardedSource",
     "PipelineConfig",
     "PlanError",
+    "QueryError",
+    "QueryTimeout",
     "ShardInfo",
     "ShardedDataSource",
     "ShuffledShardedSource",
@@ -50,12 +53,15 @@ __all__ = [
 ]
 
 from mixindex.errors import (
+    BuildTerminated,
     IndexExistsError,
     IndexFormatError,
     IndexReplacedError,
     MixIndexError,
     OutputError,
     PlanError,
+    QueryError,
+    QueryTimeout,
     SourceChangedError,
     SourceError,
     SpecError,
