@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArrowShardedSource",
+    "BuildTerminated",
     "CompositeShardedSource",
     "CsvShardedSource",
     "DatasetConfig",
@@ -34,6 +35,8 @@ __all__ = [
     "ParquetShardedSource",
     "PipelineConfig",
     "PlanError",
+    "QueryError",
+    "QueryTimeout",
     "ShardInfo",
     "ShardedDataSource",
     "ShardingError",
@@ -54,12 +57,15 @@ __all__ = [
 ]
 
 from mixindex.errors import (
+    BuildTerminated,
     IndexExistsError,
     IndexFormatError,
     IndexReplacedError,
     MixIndexError,
     OutputError,
     PlanError,
+    QueryError,
+    QueryTimeout,
     ShardingError,
     SourceChangedError,
     SourceError,

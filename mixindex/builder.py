@@ -11,6 +11,7 @@ import platform
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,21 @@ def build(
         )
 
 
+def plan_inputs(config: PipelineConfig, lengths: Sequence[int]) -> PlanInputs:
+    """What the plan depends on (S6): the spec's mix, in source order, and the sources' lengths."""
+    mix = config.mix
+    return PlanInputs(
+        names=config.names,
+        lengths=tuple(int(n) for n in lengths),
+        scheduler=config.scheduler(),
+        block_size=mix.block_size,
+        seed=mix.seed,
+        stop=mix.stop_strategy,
+        num_examples=mix.num_examples,
+        row_order=mix.row_order,
+    )
+
+
 def _sized_planner(
     config: PipelineConfig,
     lengths: list[int],
@@ -80,7 +96,7 @@ def _sized_planner(
     compress: bool,
 ) -> Planner:
     """The planner, once the index it will write is known to fit on the output's disk."""
-    planner = Planner(PlanInputs.from_config(config, lengths), chunk_blocks)
+    planner = Planner(plan_inputs(config, lengths), chunk_blocks)
     if not compress:
         # Compressed sizes are known only after writing; an uncompressed index's is now.
         needed = estimate_bytes(

@@ -7,6 +7,7 @@ Every class also subclasses the built-in exception a caller would expect, so
 from __future__ import annotations
 
 import reprlib
+import signal
 
 # Messages quote what the user wrote, which can be huge (a long list, a deeply nested YAML value):
 # quote at most a few items per level, a few levels deep, and cut the rest.
@@ -91,4 +92,22 @@ class ShardingError(MixIndexError, ValueError):
 
 
 class QueryError(MixIndexError, ValueError):
-    """An audit query failed (DuckDB's message, on one line) or asked for an unusable output."""
+    """An audit query failed (DuckDB's message, on one line), or an audit was asked for
+    something unusable: an output format, a limit, a window or a batch size."""
+
+
+class QueryTimeout(QueryError):
+    """A query ran past its timeout and was stopped."""
+
+
+class BuildTerminated(KeyboardInterrupt):
+    """A build was stopped by a signal (SIGTERM); raised so that cleanup runs as for Ctrl-C.
+
+    Not a MixIndexError: like Ctrl-C it stops the program, and ``except Exception`` must not
+    swallow it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(f"stopped by {self.name}")

@@ -35,3 +35,52 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _exception_classes() -> dict[str, type[BaseException]]:
+    """Every exception class the package defines, found by importing each of its modules."""
+    import importlib
+    import pkgutil
+
+    found: dict[str, type[BaseException]] = {}
+    for info in pkgutil.walk_packages(mixindex.__path__, "mixindex."):
+        if info.name.endswith("__main__"):
+            continue  # running it would start the command line
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseException)
+                and value.__module__ == module.__name__
+                and not name.startswith("_")
+            ):
+                found[name] = value
+    return found
+
+
+def test_every_public_error_is_exported() -> None:
+    import mixindex.errors
+
+    classes = _exception_classes()
+    # The check must see the errors it guards, wherever they are defined.
+    assert {"MixIndexError", "QueryError", "QueryTimeout", "BuildTerminated"} <= set(classes)
+    for name, cls in classes.items():
+        assert cls.__module__ == "mixindex.errors", f"{name} is defined outside errors.py"
+        assert name in mixindex.__all__, name
+        assert getattr(mixindex, name) is cls
+    ours = {n for n, c in vars(mixindex.errors).items() if isinstance(c, type)}
+    assert ours <= set(mixindex.__all__)
+    # Each MixIndexError is also the built-in a caller would catch.
+    for name, cls in classes.items():
+        if issubclass(cls, mixindex.MixIndexError) and cls is not mixindex.MixIndexError:
+            assert set(cls.__mro__) & {ValueError, FileExistsError}, name
+
+
+def test_moved_errors_keep_their_old_homes() -> None:
+    from mixindex.audit.sandbox import QueryTimeout
+    from mixindex.store.publish import BuildTerminated
+
+    assert QueryTimeout is mixindex.QueryTimeout and issubclass(QueryTimeout, mixindex.QueryError)
+    assert BuildTerminated is mixindex.BuildTerminated
+    assert issubclass(BuildTerminated, KeyboardInterrupt)
+    assert not issubclass(BuildTerminated, Exception)

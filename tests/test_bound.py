@@ -103,3 +103,17 @@ def test_the_tight_bound_is_never_short(mix: dict, first: bool) -> None:
         assert (served == lengths).any(), "the cap cut the mix before a source was exhausted"
     else:
         assert (served >= lengths).all(), "the cap cut the mix before every source was exhausted"
+
+
+def test_far_segments_are_summed_at_their_exact_positions() -> None:
+    # Points past 2^53, one position apart: each block start reads its own segment.
+    far = 2**60
+    sched = scheduler([(0, [1, 0]), (far + 1, [0.5, 0.5]), (far + 3, [0.0, 1.0])], "linear")
+    targets = CumulativeTargets(sched, 1)
+    assert [targets.span(r) for r in (1, 2)] == [(0, far + 1), (far + 1, 2)]
+    # Blocks at far + 1 and far + 2: weights (0.5, 0.5) and (0.25, 0.75).
+    assert targets.partial(2, np.full(2, 2)).tolist() == [0.75, 1.25]
+    assert targets.partial(2, np.full(2, 1)).tolist() == [0.5, 0.5]
+    # Before the far points the first source holds the whole mix: it needs 10 blocks for 10.
+    blocks = length_bound(sched, 1, np.array([10, 10]), first_only=True)
+    assert 10 <= blocks <= 20

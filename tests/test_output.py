@@ -203,3 +203,22 @@ def test_the_estimate_bounds_the_size_written(
     assert_ok(run("build", spec, "-o", out, "--quiet"))
     written = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     assert written <= estimate <= 1.05 * written + 2**20
+
+
+# ---- a missing output folder -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_missing_output_folder_is_an_output_error(
+    data: Data, write_spec: SpecWriter, tmp_path: Path, force: bool
+) -> None:
+    spec = write_spec()
+    out = tmp_path / "missing" / "mix.mixindex"
+    before = snapshot(tmp_path)
+    with pytest.raises(mixindex.OutputError, match="does not exist; create it first") as info:
+        build(spec, out, force=force)
+    # Nothing exists there: not IndexExistsError, and not a FileExistsError to a caller either.
+    assert not isinstance(info.value, FileExistsError)
+    result = run("build", spec, "-o", out, "--quiet", *(["--force"] if force else []))
+    assert_one_line_error(result, str(out), "does not exist; create it first")
+    assert snapshot(tmp_path) == before

@@ -365,3 +365,114 @@ def test_memory_does_not_follow_the_epoch_span(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(plan_module, "GROUPED_SOURCES", 10**6)
     row2, epoch2 = planner._rows(src, cursor)
     assert (row == row2).all() and (epoch == epoch2).all()
+
+
+# ---- planning has no side effects, and apportions nothing past the end --------------------------
+
+
+def _count_apportioned(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Spy on the apportioner: the number of blocks of each call, in order."""
+    from mixindex.plan.apportion import Apportioner
+
+    calls: list[int] = []
+    real = Apportioner.counts
+
+    def counts(self: Apportioner, weights: np.ndarray, length: int) -> np.ndarray:
+        out = real(self, weights, length)
+        calls.append(len(out))
+        return out
+
+    monkeypatch.setattr(Apportioner, "counts", counts)
+    return calls
+
+
+@pytest.mark.parametrize("chunk_blocks", [1, 2, 3, 6])
+def test_a_mix_ending_on_a_chunk_edge_apportions_no_further_chunk(
+    monkeypatch: pytest.MonkeyPatch, chunk_blocks: int
+) -> None:
+    calls = _count_apportioned(monkeypatch)
+    # restart: num_examples a multiple of the chunk (6 blocks of 2).
+    p = plan([5, 7], [0.4, 0.6], block_size=2, num_examples=12, chunk_blocks=chunk_blocks)
+    assert len(p.source) == 12 and sum(calls) == 6
+    # all_exhausted whose last row is served at the last slot of a block (then of a chunk).
+    calls.clear()
+    p = plan([5, 7], [0.4, 0.6], block_size=2, stop="all_exhausted", chunk_blocks=chunk_blocks)
+    assert len(p.source) == 12 and sum(calls) == 6
+    tasks = list(p.planner.tasks())
+    assert [t.last for t in tasks] == [False] * (len(tasks) - 1) + [True]
+    assert len(tasks) == 6 // chunk_blocks and tasks[-1].stop == 12
+
+
+@pytest.mark.parametrize(
+    "mix",
+    [
+        {"stop": "restart", "num_examples": 95},
+        {"stop": "first_exhausted"},
+        {"stop": "all_exhausted"},
+    ],
+)
+def test_planning_changes_nothing_on_the_planner(mix: dict) -> None:
+    p = plan([13, 29, 7], [0.2, 0.5, 0.3], block_size=3, chunk_blocks=2, seed=4, **mix)
+    planner = p.planner
+    before = dict(vars(planner))
+    again = list(planner.tasks())
+    assert vars(planner).keys() == before.keys()
+    assert all(vars(planner)[k] is v for k, v in before.items())
+    # The length is what the last task says, each time.
+    chunks = list(planner.chunks())
+    assert (
+        [c.last for c in chunks] == [t.last for t in again] == [False] * (len(again) - 1) + [True]
+    )
+    assert again[-1].stop == chunks[-1].stop == len(p.source)
+    assert np.concatenate([c.source for c in chunks]).tolist() == p.source.tolist()
+
+
+def test_the_stop_search_returns_its_state_and_leaves_its_argument(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mixindex.plan.planner import Planner
+
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    real = Planner._stop_in
+
+    def stop_in(self: Planner, *args: np.ndarray) -> tuple[int, np.ndarray]:
+        state = args[-1]
+        kept = state.copy()
+        natural, found = real(self, *args)  # type: ignore[arg-type]
+        assert (state == kept).all(), "the state passed in was changed"
+        seen.append((kept, found))
+        return natural, found
+
+    monkeypatch.setattr(Planner, "_stop_in", stop_in)
+    p = plan([13, 29, 7], [0.2, 0.5, 0.3], block_size=3, chunk_blocks=2, stop="all_exhausted")
+    # Sources are found exhausted one by one across chunks, each found once and kept.
+    first, last = seen[0][0], seen[-1][1]
+    assert (first == -1).all() and (last >= 0).all() and int(last.max()) + 1 == len(p.source)
+    for kept, found in seen:
+        assert (found[kept >= 0] == kept[kept >= 0]).all()
+
+
+def test_the_builder_turns_a_config_into_plan_inputs() -> None:
+    from mixindex.builder import plan_inputs
+    from mixindex.plan.planner import PlanInputs
+    from mixindex.spec.config import DatasetConfig, MixStageConfig, PipelineConfig
+
+    # The planner takes plan inputs only; reading a config is the builder's job.
+    assert not hasattr(PlanInputs, "from_config")
+    config = PipelineConfig(
+        datasets=[DatasetConfig(name=n, data_files=f"{n}.arrow") for n in ("a", "b")],
+        mix=MixStageConfig(
+            seed=3,
+            weights={"b": 3, "a": 1},
+            block_size=4,
+            stop_strategy="first_exhausted",  # type: ignore[arg-type]
+            row_order="shuffled",
+        ),
+    )
+    inputs = plan_inputs(config, [np.int64(5), 9])
+    assert inputs.names == ("a", "b") and inputs.lengths == (5, 9)
+    assert all(type(n) is int for n in inputs.lengths)
+    assert inputs.stop is StopStrategy.FIRST_EXHAUSTED
+    assert (inputs.block_size, inputs.seed, inputs.num_examples) == (4, 3, None)
+    assert inputs.row_order == "shuffled"
+    assert inputs.scheduler.get_weights(0) == {"a": 0.25, "b": 0.75}

@@ -16,6 +16,7 @@ from planning import step_weights, toggles_every_block, written_off_owed
 
 from mixindex.audit.report import diff, report, where
 from mixindex.builder import build
+from mixindex.errors import QueryError, SourceError
 from mixindex.store.index import StoredIndex
 
 N = DEFAULT_MIX["num_examples"]
@@ -145,8 +146,20 @@ def test_report_cli(shared: Shared) -> None:
 
 def test_report_cli_bad_input(shared: Shared, tmp_path: Path) -> None:
     assert_one_line_error(run("report", tmp_path / "nope"), "not a mixindex")
-    result = run("report", shared.index, "--window", 0)
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    for bad in (0, -5):
+        result = run("report", shared.index, "--window", bad)
+        assert_one_line_error(result, f"window = {bad} is not a number of positions >= 1")
+
+
+@pytest.mark.parametrize("window", [0, -1])
+def test_a_bad_window_is_a_query_error(shared: Shared, window: int) -> None:
+    # The index and its sources are fine: what is wrong is the request.
+    with pytest.raises(QueryError, match=f"window = {window} ") as info:
+        report(StoredIndex(shared.index), window=window)
+    assert not isinstance(info.value, SourceError)
+    with pytest.raises(QueryError, match="global batch size 0") as info:
+        where(StoredIndex(shared.index), "notes", 3, global_batch_size=0)
+    assert not isinstance(info.value, SourceError)
 
 
 def test_report_cli_limits(shared: Shared, private_tmp: Path) -> None:

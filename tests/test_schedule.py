@@ -109,3 +109,66 @@ def test_points_are_sorted_and_taken_by_keyword() -> None:
 def test_bad_schedules_are_refused(points: list, interp: str, message: str) -> None:
     with pytest.raises(SpecError, match=message.replace("(", r"\(")):
         WeightScheduler(points, interp, ["code", "text"])
+
+
+FAR = 2**60  # past 2^53: float64 holds only every 256th whole number here
+
+
+def test_far_steps_pick_their_segment_exactly() -> None:
+    # float64(FAR + 1) == FAR: a float lookup would put FAR in the second segment.
+    assert float(FAR + 1) == float(FAR)
+    s = WeightScheduler(
+        [WeightSchedulePoint(0, {"a": 1, "b": 3}), WeightSchedulePoint(FAR + 1, {"a": 3, "b": 1})],
+        "step",
+    )
+    assert s.get_weights(FAR) == {"a": 0.25, "b": 0.75}
+    assert s.get_weights(FAR + 1) == {"a": 0.75, "b": 0.25}
+    assert s.last_step == FAR + 1 and s.points[1].step == FAR + 1
+    got = s.weights_at(np.array([FAR - 1, FAR, FAR + 1, FAR + 2], dtype=np.int64))
+    assert got[:, 0].tolist() == [0.25, 0.25, 0.75, 0.75]
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_far_steps_interpolate_from_exact_offsets(kind: str) -> None:
+    # Four positions between points 4 apart: floats would see one position four times.
+    s = WeightScheduler(
+        [
+            WeightSchedulePoint(FAR, {"a": 0, "b": 1}),
+            WeightSchedulePoint(FAR + 4, {"a": 1, "b": 0}),
+        ],
+        kind,
+    )
+    got = s.weights_at(np.arange(FAR - 1, FAR + 6, dtype=np.int64))[:, 0]
+    t = np.array([0, 0, 0.25, 0.5, 0.75, 1, 1])
+    want = t if kind == "linear" else (1 - np.cos(np.pi * t)) / 2
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)
+    assert len(set(got.tolist())) == 5
+
+
+def test_steps_up_to_int64_are_taken_and_beyond_refused() -> None:
+    top = 2**63 - 1
+    s = WeightScheduler(
+        [WeightSchedulePoint(0, {"a": 1, "b": 0}), WeightSchedulePoint(top, {"a": 0, "b": 1})],
+        "linear",
+    )
+    assert s.get_weights(top) == {"a": 0.0, "b": 1.0}
+    assert s.get_weights(2**62)["a"] == pytest.approx(0.5)
+    with pytest.raises(SpecError, match=r"step = 9223372036854775808 is out of range"):
+        WeightScheduler([WeightSchedulePoint(top + 1, {"a": 1})])
+
+
+def test_points_are_hashable_and_equal_by_value() -> None:
+    a = WeightSchedulePoint(10, {"code": 0.5, "text": 0.5})
+    b = WeightSchedulePoint(step=10, weights={"text": 0.5, "code": 0.5})
+    c = WeightSchedulePoint(10, {"code": 0.4, "text": 0.6})
+    assert a == b and hash(a) == hash(b)
+    assert a != c and a != WeightSchedulePoint(11, {"code": 0.5, "text": 0.5})
+    assert len({a, b, c}) == 2
+    assert {a: "x"}[b] == "x"
+    # Hashing does not freeze what the point was given.
+    weights = {"code": 1.0}
+    point = WeightSchedulePoint(0, weights)
+    weights["code"] = 2.0
+    assert point.weights == {"code": 1.0} and hash(point) == hash(
+        WeightSchedulePoint(0, {"code": 1})
+    )

@@ -332,3 +332,58 @@ def test_a_spec_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> Non
         "mix.toml",
         "not a regular file",
     )
+
+
+def _holds(value: object, annotation: object) -> bool:
+    """Whether ``value`` is of the annotated type (the few forms MixStageConfig uses)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return isinstance(value, str) and value in typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_holds(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    base = origin or annotation  # Mapping[str, float] -> collections.abc.Mapping
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, base)
+
+
+@pytest.mark.parametrize("stop", ["restart", "first_exhausted", StopStrategy.ALL_EXHAUSTED])
+@pytest.mark.parametrize("kind", ["step", "linear", "cosine"])
+def test_mix_fields_hold_their_annotated_types(stop: object, kind: str) -> None:
+    import typing
+
+    hints = typing.get_type_hints(MixStageConfig)
+    # Parsed once on construction: nothing downstream sees a plain string strategy or a free
+    # string interpolation.
+    assert hints["stop_strategy"] is StopStrategy
+    assert typing.get_args(hints["weight_schedule_type"]) == ("step", "linear", "cosine")
+    assert typing.get_args(hints["row_order"]) == ("sequential", "shuffled")
+    mix = MixStageConfig.from_dict(
+        {**SPEC["mix"], "stop_strategy": stop, "weight_schedule_type": kind, "num_examples": 5}
+    )
+    for name, annotation in hints.items():
+        assert _holds(getattr(mix, name), annotation), (name, getattr(mix, name), annotation)
+    assert mix.stop_strategy is StopStrategy(stop)
+    with pytest.raises(SpecError, match=r"weight_schedule_type = \['step'\] is unknown"):
+        MixStageConfig(seed=1, weight_schedule_type=["step"])  # type: ignore[arg-type]
+
+
+def test_a_far_schedule_step_is_kept_exactly(tmp_path: Path) -> None:
+    far = 2**60 + 1  # a float64 would store 2^60
+    spec = tmp_path / "mix.toml"
+    spec.write_text(
+        '[[datasets]]\nname = "a"\ndata_files = "a.arrow"\n[[datasets]]\nname = "b"\n'
+        'data_files = "b.arrow"\n[mix]\nseed = 1\nnum_examples = 10\n'
+        "weight_schedule = [{ step = 0, weights = { a = 1, b = 0 } }, "
+        f"{{ step = {far}, weights = {{ a = 0, b = 1 }} }}]\n"
+    )
+    config = load_spec(spec)
+    assert config.to_dict()["mix"]["weight_schedule"][1]["step"] == far
+    sched = config.scheduler()
+    assert sched.get_weights(far - 1) == {"a": 1.0, "b": 0.0}
+    assert sched.get_weights(far) == {"a": 0.0, "b": 1.0}

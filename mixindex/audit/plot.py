@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from mixindex.audit.report import window_table
-from mixindex.errors import MixIndexError
+from mixindex.errors import MixIndexError, QueryError
 from mixindex.store.index import StoredIndex
 
 __all__ = ["plot"]
@@ -56,7 +56,7 @@ def plot(
     from matplotlib.ticker import EngFormatter
 
     if global_batch_size is not None and global_batch_size < 1:
-        raise MixIndexError(f"global batch size {global_batch_size} must be >= 1")
+        raise QueryError(f"global batch size {global_batch_size} must be >= 1")
     out = Path(out)
     n = index.num_examples
     num_blocks = index.meta.num_blocks

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mixindex.audit.summary import block_targets, summarize
-from mixindex.errors import SourceError
+from mixindex.errors import QueryError, SourceError
 from mixindex.plan.apportion import WrittenOffTargets
 from mixindex.store.chunks import ChunkedArray
 from mixindex.store.index import StoredIndex
@@ -83,7 +83,10 @@ def _window_blocks(index: StoredIndex, window: int | None) -> int:
     if window is None:
         window = max(1, math.ceil(index.num_examples / DEFAULT_WINDOWS))
     if window < 1:
-        raise SourceError(f"window = {window} must be >= 1 positions")
+        raise QueryError(
+            f"window = {window} is not a number of positions >= 1; give at least 1 (it is "
+            "rounded up to whole blocks), or leave it out for about a tenth of the mix"
+        )
     return max(1, math.ceil(window / block_size))
 
 
@@ -226,7 +229,7 @@ def where(
             f"(use 0 to {num_rows - 1})"
         )
     if global_batch_size is not None and global_batch_size < 1:
-        raise SourceError(f"global batch size {global_batch_size} must be >= 1")
+        raise QueryError(f"global batch size {global_batch_size} must be >= 1")
     arrays = [index.arrays[n] for n in ("source", "row", "epoch")]
     size = arrays[0].chunks[0]
     hits: list[dict[str, int]] = []

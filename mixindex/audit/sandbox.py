@@ -34,7 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from mixindex.errors import QueryError
+from mixindex.errors import QueryError, QueryTimeout
 
 __all__ = [
     "ALLOWED",
@@ -77,10 +77,6 @@ _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
 _WAIT_S = 0.05  # how often a waiting caller looks at its deadline (and lets signals in)
 _JOIN_S = 10.0  # how long to wait for an interrupted query to unwind
-
-
-class QueryTimeout(QueryError):
-    """A query ran past its timeout and was stopped."""
 
 
 def check_size(value: str, name: str, *, zero_ok: bool = False) -> str:

@@ -150,7 +150,8 @@ def audit(
 @click.argument("index", type=click.Path())
 @click.option(
     "--window",
-    type=click.IntRange(min=1),
+    # Checked by the library, which says what is wrong on one line.
+    type=int,
     help="Positions per window (rounded up to whole blocks; default about a tenth of the mix).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")

@@ -223,6 +223,7 @@ class PlanWalker:
         self._first_blocks.append(task.first_block)
         self._counts.append(task.counts.astype(self._count_dtype))
         self._cursors.append(task.cursors[0].astype(np.int64))
+        self._done = task.last
         return True
 
     def length(self) -> int:

@@ -33,7 +33,7 @@ from mixindex.plan.rng import (
     permute_rows,
     shuffle_blocks,
 )
-from mixindex.spec.config import PipelineConfig, StopStrategy
+from mixindex.spec.config import RowOrder, StopStrategy
 from mixindex.spec.schedule import WeightScheduler
 
 # Positions per chunk (rounded to whole blocks): big enough for numpy to be efficient, small
@@ -66,21 +66,7 @@ class PlanInputs:
     seed: int
     stop: StopStrategy
     num_examples: int | None
-    row_order: str
-
-    @classmethod
-    def from_config(cls, config: PipelineConfig, lengths: list[int]) -> PlanInputs:
-        mix = config.mix
-        return cls(
-            names=config.names,
-            lengths=tuple(int(n) for n in lengths),
-            scheduler=config.scheduler(),
-            block_size=mix.block_size,
-            seed=mix.seed,
-            stop=StopStrategy.parse(mix.stop_strategy),
-            num_examples=mix.num_examples,
-            row_order=mix.row_order,
-        )
+    row_order: RowOrder
 
     @property
     def num_sources(self) -> int:
@@ -89,7 +75,10 @@ class PlanInputs:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A run of whole blocks (the last one possibly cut by the stop) and its positions."""
+    """A run of whole blocks (the last one possibly cut by the stop) and its positions.
+
+    ``last`` marks the mix's final chunk: its :attr:`stop` is the mix's length.
+    """
 
     start: int
     first_block: int
@@ -98,6 +87,7 @@ class Chunk:
     epoch: np.ndarray
     counts: np.ndarray
     cursors: np.ndarray
+    last: bool = False
 
     @property
     def stop(self) -> int:
@@ -106,17 +96,22 @@ class Chunk:
 
 @dataclass(frozen=True)
 class ChunkTask:
-    """The sequential half of a chunk: its blocks' counts and where it stops."""
+    """The sequential half of a chunk: its blocks' counts and where it stops.
+
+    ``last`` marks the mix's final chunk: its ``stop`` is the mix's length.
+    """
 
     start: int
     first_block: int
     stop: int
     counts: np.ndarray
     cursors: np.ndarray
+    last: bool = False
 
 
 class Planner:
-    """Plans a mix chunk by chunk; iterate :meth:`chunks`, then read :attr:`num_examples`."""
+    """Plans a mix chunk by chunk: iterate :meth:`chunks` (or :meth:`tasks`); the one marked
+    ``last`` ends where the mix does. Planning changes nothing on the planner."""
 
     def __init__(self, inputs: PlanInputs, chunk_blocks: int | None = None) -> None:
         self.inputs = inputs
@@ -139,7 +134,6 @@ class Planner:
         # No chunk needs to reach past the end of the mix.
         blocks_needed = -(-self.length_bound // b)
         self.chunk_blocks = min(chunk_blocks or max(1, CHUNK_POSITIONS // b), blocks_needed)
-        self.num_examples: int | None = None
         # Per-source keys and Feistel widths for shuffled row order (S4).
         self.row_keys = np.array(
             [derive_key(inputs.seed, SALT_ROWS, s) for s in range(k)], dtype=np.uint64
@@ -235,7 +229,8 @@ class Planner:
             yield self.materialize(task)
 
     def tasks(self) -> Iterator[ChunkTask]:
-        """The sequential part of planning: block counts and where the mix ends.
+        """The sequential part of planning: block counts and where the mix ends (the task
+        marked ``last``; nothing is apportioned past it).
 
         Each task is then turned into positions by :meth:`materialize`, independently of the
         others, so that work can run on another thread or process.
@@ -256,6 +251,7 @@ class Planner:
             parts: list[np.ndarray] = []
             whole = inp.stop is StopStrategy.RESTART and cap >= start + nb * b
             done, size = 0, nb if whole else FIRST_SLICE
+            found = exhausted_at
             while True:
                 m = min(size, nb - done)
                 starts = (block + done + np.arange(m + HORIZON, dtype=np.int64)) * b
@@ -264,7 +260,8 @@ class Planner:
                 counts = parts[0] if len(parts) == 1 else np.concatenate(parts)
                 cum_end = cursor + np.cumsum(counts, axis=0)
                 cum_start = cum_end - counts
-                natural = self._stop_in(block, counts, cum_start, cum_end, exhausted_at)
+                # Each slice extends the one before: what was exhausted there stays found.
+                natural, found = self._stop_in(block, counts, cum_start, cum_end, found)
                 if done == nb or min(cap, natural) <= start + done * b:
                     break
                 size *= 2
@@ -275,13 +272,15 @@ class Planner:
                     "ends at 0 cannot be exhausted; set num_examples or give it a weight > 0"
                 )
             if stop <= start:
-                self.num_examples = start
-                return
-            yield ChunkTask(start, block, stop, counts, cum_start)
-            if stop < start + nb * b:
-                self.num_examples = stop
+                return  # an empty mix
+            # The end is known once the cap or the natural end falls in this chunk, also at its
+            # very last position: no further chunk is apportioned just to find nothing in it.
+            last = min(cap, natural) <= start + nb * b
+            yield ChunkTask(start, block, stop, counts, cum_start, last)
+            if last:
                 return
             cursor = cum_end[-1]
+            exhausted_at = found
             block += nb
 
     def block_sources(self, first_block: int, counts: np.ndarray) -> np.ndarray:
@@ -298,15 +297,17 @@ class Planner:
         cum_start: np.ndarray,
         cum_end: np.ndarray,
         exhausted_at: np.ndarray,
-    ) -> int:
-        """The end of the mix if it falls in this chunk (else a position past it)."""
+    ) -> tuple[int, np.ndarray]:
+        """The end of the mix if it falls in this chunk (else a position past it), and the
+        position at which each source was exhausted (-1: not yet) as of the chunk's end, for
+        ``all_exhausted``. ``exhausted_at`` is that state before the chunk; it is not changed."""
         stop = self.inputs.stop
         n = self.lengths
         b = self.inputs.block_size
         start = block * b
         never = start + counts.shape[0] * b + 1
         if stop is StopStrategy.RESTART:
-            return never
+            return never, exhausted_at
 
         def nth(j: int, s: int, k: int) -> int:
             # Position inside block j of the k-th (0-based) slot of source s.
@@ -316,18 +317,20 @@ class Planner:
         if stop is StopStrategy.FIRST_EXHAUSTED:
             hit = np.argwhere(cum_end > n)
             if hit.size == 0:
-                return never
+                return never, exhausted_at
             j = int(hit[0, 0])
             over = np.flatnonzero(cum_end[j] > n)
-            return start + j * b + min(nth(j, int(s), int(n[s] - cum_start[j, s])) for s in over)
-        for s in np.flatnonzero(exhausted_at < 0):
+            first = min(nth(j, int(s), int(n[s] - cum_start[j, s])) for s in over)
+            return start + j * b + first, exhausted_at
+        found = exhausted_at.copy()
+        for s in np.flatnonzero(found < 0):
             done = np.flatnonzero(cum_end[:, s] >= n[s])
             if done.size:
                 j = int(done[0])
-                exhausted_at[s] = start + j * b + nth(j, int(s), int(n[s] - cum_start[j, s] - 1))
-        if (exhausted_at < 0).any():
-            return never
-        return int(exhausted_at.max()) + 1
+                found[s] = start + j * b + nth(j, int(s), int(n[s] - cum_start[j, s] - 1))
+        if (found < 0).any():
+            return never, found
+        return int(found.max()) + 1, found
 
     def materialize(self, task: ChunkTask) -> Chunk:
         """Positions of one chunk: block order (S3), then rows (S4), cut at the task's stop."""
@@ -348,6 +351,7 @@ class Planner:
             epoch=epoch,
             counts=counts.astype(self.count_dtype),
             cursors=task.cursors[:used].astype(self.cursor_dtype),
+            last=task.last,
         )
 
     def _rows(self, src: np.ndarray, cursor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

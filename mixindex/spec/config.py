@@ -24,10 +24,11 @@ from typing import Any, Literal, get_args
 
 from mixindex.errors import SpecError, clip, one_line, short
 from mixindex.spec.schedule import (
-    INTERPOLATIONS,
+    Interpolation,
     WeightSchedulePoint,
     WeightScheduler,
     normalise_weights,
+    parse_interpolation,
     whole_number,
 )
 
@@ -169,9 +170,10 @@ class MixStageConfig:
     seed: int = None  # type: ignore[assignment]
     weights: Mapping[str, float] | None = None
     weight_schedule: Sequence[WeightSchedulePoint] | None = None
-    weight_schedule_type: str = "step"
+    weight_schedule_type: Interpolation = "step"
     block_size: int = 1000
-    stop_strategy: StopStrategy | str = StopStrategy.RESTART
+    # A string is accepted and parsed once, here: the field always holds a StopStrategy.
+    stop_strategy: StopStrategy = StopStrategy.RESTART
     num_examples: int | None = None
     row_order: RowOrder = "sequential"
 
@@ -199,11 +201,8 @@ class MixStageConfig:
                 f"mix.row_order = {short(self.row_order)} is unknown; "
                 f"use one of {', '.join(ROW_ORDERS)}"
             )
-        if self.weight_schedule_type not in INTERPOLATIONS:
-            raise SpecError(
-                f"mix.weight_schedule_type = {short(self.weight_schedule_type)} is unknown; "
-                f"use one of {', '.join(INTERPOLATIONS)}"
-            )
+        interpolation = parse_interpolation(self.weight_schedule_type, "mix.weight_schedule_type")
+        object.__setattr__(self, "weight_schedule_type", interpolation)
         if self.weights is not None:
             # The values now; the names once the datasets are known (PipelineConfig).
             names = list(self.weights) if isinstance(self.weights, Mapping) else ["?"]
@@ -330,7 +329,7 @@ class PipelineConfig:
                 "weight_schedule": [p.to_dict() for p in sched.points],
                 "weight_schedule_type": sched.interpolation,
                 "block_size": mix.block_size,
-                "stop_strategy": StopStrategy.parse(mix.stop_strategy).value,
+                "stop_strategy": mix.stop_strategy.value,
                 "seed": mix.seed,
                 "num_examples": mix.num_examples,
                 "row_order": mix.row_order,

@@ -21,7 +21,7 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 import numpy as np
 
@@ -34,8 +34,9 @@ INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
 # precision on [0, pi/2].
 _SIN_COEFFS = tuple((-1) ** k / math.factorial(2 * k + 1) for k in range(13))
 
-# Steps are compared as float64, which holds every whole number up to 2^53 exactly.
-MAX_STEP = 2**53
+# Steps and positions are compared as int64 (float64 would merge neighbours past 2^53, and a mix
+# may be 2^62 long); a step may lie past the mix's end, up to the largest int64.
+MAX_STEP = 2**63 - 1
 
 
 def whole_number(value: object, where: str, *, minimum: int, maximum: int | None = None) -> int:
@@ -57,6 +58,13 @@ def whole_number(value: object, where: str, *, minimum: int, maximum: int | None
     if value < minimum or (maximum is not None and value > maximum):
         raise SpecError(f"{where} = {short(value)} is out of range; use a whole number {bound}")
     return value
+
+
+def parse_interpolation(value: object, where: str = "weight_schedule_type") -> Interpolation:
+    """``value`` if it names an interpolation (``step``, ``linear``, ``cosine``); else SpecError."""
+    if isinstance(value, str) and value in INTERPOLATIONS:
+        return cast(Interpolation, value)
+    raise SpecError(f"{where} = {short(value)} is unknown; use one of {', '.join(INTERPOLATIONS)}")
 
 
 def cosine_ease(t: np.ndarray) -> np.ndarray:
@@ -146,6 +154,15 @@ class WeightSchedulePoint:
         object.__setattr__(self, "step", step)
         object.__setattr__(self, "weights", dict(weights))
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WeightSchedulePoint):
+            return NotImplemented
+        return self.step == other.step and self.weights == other.weights
+
+    def __hash__(self) -> int:
+        # Equal points hash alike: dict equality ignores key order, and so does a frozenset.
+        return hash((self.step, frozenset(self.weights.items())))
+
     def to_dict(self) -> dict[str, object]:
         return {"step": self.step, "weights": dict(self.weights)}
 
@@ -164,11 +181,7 @@ class WeightScheduler:
         interpolation: str = "step",
         names: Sequence[str] | None = None,
     ) -> None:
-        if interpolation not in INTERPOLATIONS:
-            raise SpecError(
-                f"weight_schedule_type = {short(interpolation)} is unknown; "
-                f"use one of {', '.join(INTERPOLATIONS)}"
-            )
+        kind = parse_interpolation(interpolation)
         if not schedule:
             raise SpecError("weight_schedule is empty; give at least one point with step = 0")
         for i, p in enumerate(schedule):
@@ -191,8 +204,8 @@ class WeightScheduler:
             w = normalise_weights(p.weights, self.names, f"weight_schedule[{i}].weights")
             checked.append(WeightSchedulePoint(step, w))
         self.points: tuple[WeightSchedulePoint, ...] = tuple(checked)
-        self.interpolation: str = interpolation
-        self._steps = np.array([p.step for p in checked], dtype=np.float64)
+        self.interpolation: Interpolation = kind
+        self._steps = np.array([p.step for p in checked], dtype=np.int64)
         self._table = np.array([[p.weights[n] for n in self.names] for p in checked])
 
     def get_weights(self, step: int) -> dict[str, float]:
@@ -202,19 +215,22 @@ class WeightScheduler:
 
     def weights_at(self, steps: np.ndarray) -> np.ndarray:
         """Weights at many positions: an array ``(len(steps), num_sources)`` of float64."""
-        steps = np.asarray(steps)
-        pos = steps.astype(np.float64)
-        # Index of the left point (clamped): the last point whose step is <= pos.
+        pos = _positions(steps)
+        # Index of the left point (clamped): the last point whose step is <= pos, found in exact
+        # integers.
         left = np.searchsorted(self._steps, pos, side="right") - 1
         left = np.clip(left, 0, len(self._steps) - 1)
         w_left = self._table[left]
         if self.interpolation == "step" or len(self._steps) == 1:
             return w_left.copy()
         right = np.minimum(left + 1, len(self._steps) - 1)
-        span = self._steps[right] - self._steps[left]
         inside = (pos >= self._steps[0]) & (right > left)
-        t = np.zeros_like(pos)
-        np.divide(pos - self._steps[left], span, out=t, where=inside)
+        # Only the fraction is a float, from exact integer differences (both below 2^63; below
+        # 2^53 this is bit for bit the float64 arithmetic used before).
+        span = (self._steps[right] - self._steps[left]).astype(np.float64)
+        offset = np.where(inside, pos - self._steps[left], 0).astype(np.float64)
+        t = np.zeros(pos.shape, dtype=np.float64)
+        np.divide(offset, span, out=t, where=inside)
         t = np.clip(t, 0.0, 1.0)
         if self.interpolation == "cosine":
             t = cosine_ease(t)
@@ -235,3 +251,18 @@ class WeightScheduler:
     @property
     def last_step(self) -> int:
         return int(self._steps[-1])
+
+
+def _positions(steps: np.ndarray) -> np.ndarray:
+    """Positions as int64. Floats are taken only when whole (past 2^53 a float has already lost
+    the position it meant, so pass integers there)."""
+    steps = np.asarray(steps)
+    if steps.dtype.kind == "f":
+        whole = np.isfinite(steps) & (steps == np.floor(steps)) & (np.abs(steps) < 2.0**63)
+        if not whole.all():
+            raise ValueError("positions must be whole numbers below 2^63")
+    elif steps.dtype.kind not in "iub":
+        raise TypeError(f"positions must be integers, not {steps.dtype}")
+    elif steps.dtype == np.uint64 and steps.size and int(steps.max()) > MAX_STEP:
+        raise ValueError(f"position {int(steps.max())} does not fit in int64")
+    return steps.astype(np.int64)

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mixindex.errors import IndexExistsError
+from mixindex.errors import BuildTerminated, IndexExistsError
 from mixindex.store.output import INDEX_ENTRIES, describe, is_index
 
 _AT_FDCWD = -100
@@ -347,15 +347,6 @@ def _lock(out: Path) -> Iterator[None]:
 
 
 # ---- SIGTERM -------------------------------------------------------------------------------
-
-
-class BuildTerminated(KeyboardInterrupt):
-    """A build was stopped by a signal (SIGTERM); raised so that cleanup runs as for Ctrl-C."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        self.name = signal.Signals(signum).name
-        super().__init__(f"stopped by {self.name}")
 
 
 _publishing = False
