@@ -46,8 +46,8 @@ def build(
     """Plan the mix described by SPEC (TOML, YAML or JSON) into the index OUT."""
     from mixindex.audit.summary import format_summary, summarize
     from mixindex.builder import build as build_index
+    from mixindex.errors import BuildTerminated
     from mixindex.store.index import StoredIndex
-    from mixindex.store.publish import BuildTerminated
 
     try:
         path = build_index(

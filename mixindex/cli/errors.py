@@ -40,7 +40,8 @@ def stoppable(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from mixindex.store.publish import BuildTerminated, termination_guard
+        from mixindex.errors import BuildTerminated
+        from mixindex.store.publish import termination_guard
 
         try:
             with termination_guard():

@@ -131,7 +131,7 @@ class IterableDatasetInput(Input):
         if state is not None:
             c.load_state_dict(state)
         self._copy = c
-        it = iter(c)
+        it: Iterator[Mapping[str, Any]] = iter(c)
         if state is None and offset:
             _skip(it, offset)
         return it

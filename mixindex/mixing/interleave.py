@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["MixtureExamplesIterable", "block_mixture_interleave", "equivalent_spec"]
 
 
-class MixtureExamplesIterable(_BaseExamplesIterable):
+class MixtureExamplesIterable(_BaseExamplesIterable):  # type: ignore[misc]  # untyped base
     """A :class:`~mixindex.mixing.streams.Mixer` as HF examples; the state is the mix's."""
 
     def __init__(self, mixer: Mixer) -> None:

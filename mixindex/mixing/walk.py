@@ -259,10 +259,10 @@ class PlanWalker:
                 if last < 0:
                     return np.zeros(len(self.planner.inputs.names), dtype=np.int64)
                 chunk = self.chunk(last)
-                return self._cursors[last] + self._bincount(chunk.source)
+                return np.asarray(self._cursors[last] + self._bincount(chunk.source))
             return None
         chunk = self.chunk(i)
-        return self._cursors[i] + self._bincount(chunk.source[: position - chunk.start])
+        return np.asarray(self._cursors[i] + self._bincount(chunk.source[: position - chunk.start]))
 
     def _bincount(self, src: np.ndarray) -> np.ndarray:
         k = len(self.planner.inputs.names)

@@ -146,7 +146,7 @@ class WrittenOffTargets:
             shift = shift + step
         out = plain + np.cumsum(shifts, axis=0)
         self.target, self.served, self.active = out[-1], served[-1], on[-1]
-        return out
+        return np.asarray(out)
 
 
 def _deadlines(inc: np.ndarray, first: int, cand: np.ndarray, slack: np.ndarray) -> np.ndarray:

@@ -61,15 +61,15 @@ class CumulativeTargets:
     def peak(self, r: int) -> np.ndarray:
         """The largest weight of each source in region ``r`` (weights are monotone in it)."""
         if r == 0 or r == self.regions - 1 or self.scheduler.interpolation == "step":
-            return self.table[max(r - 1, 0)]
-        return np.maximum(self.table[r - 1], self.table[r])
+            return np.asarray(self.table[max(r - 1, 0)])
+        return np.asarray(np.maximum(self.table[r - 1], self.table[r]))
 
     def partial(self, r: int, n: np.ndarray) -> np.ndarray:
         """``sum`` of each source's weight over the first ``n[s]`` blocks of region ``r``."""
         n = np.asarray(n, dtype=np.float64)
         if r == 0 or r == self.regions - 1 or self.scheduler.interpolation == "step":
             # Constant: the left point's weights (the first point's before it).
-            return n * self.table[max(r - 1, 0)]
+            return np.asarray(n * self.table[max(r - 1, 0)])
         lo, size = self.span(r)
         if size <= DIRECT_BLOCKS:
             w = self.scheduler.weights_at(np.arange(lo, lo + size, dtype=np.int64) * self.b)
@@ -88,7 +88,7 @@ class CumulativeTargets:
             cos_sum = np.sin(n * h / 2) / math.sin(h / 2) * np.cos(x0 + (n - 1) * h / 2)
             tsum = n / 2 - cos_sum / 2
         w_left, w_right = self.table[r - 1], self.table[r]
-        return n * w_left + (w_right - w_left) * tsum
+        return np.asarray(n * w_left + (w_right - w_left) * tsum)
 
 
 def blocks_to_reach(

@@ -408,4 +408,4 @@ class Planner:
         if span > epoch.size:
             return mix64_array(epoch.astype(np.uint64))
         keys = mix64_array(np.arange(lo, lo + span, dtype=np.uint64))
-        return keys[epoch - lo]
+        return np.asarray(keys[epoch - lo])

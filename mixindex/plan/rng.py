@@ -124,4 +124,4 @@ def _feistel(k: np.ndarray, v: np.ndarray, h: np.ndarray) -> np.ndarray:
         left, right, f = right, f, left
     left <<= h
     left |= right
-    return left
+    return np.asarray(left)

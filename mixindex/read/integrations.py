@@ -48,7 +48,7 @@ def _runs(n: int, num_shards: int) -> list[tuple[int, int]]:
     return [(k * n // num_shards, (k + 1) * n // num_shards) for k in range(num_shards)]
 
 
-class MixExamplesIterable(_BaseExamplesIterable):
+class MixExamplesIterable(_BaseExamplesIterable):  # type: ignore[misc]  # untyped base
     """Runs ``[lo, hi)`` of a dataset's positions, in order; HF's per-shard state, plus checks."""
 
     def __init__(self, ds: MixedDataset, runs: Sequence[tuple[int, int]]) -> None:
@@ -83,7 +83,8 @@ class MixExamplesIterable(_BaseExamplesIterable):
                     f"{state_dict.get(key)!r}, this dataset {mine[key]!r}; resume with the "
                     f"{what} the state was taken from"
                 )
-        return super().load_state_dict(state_dict)
+        loaded: dict[str, Any] = super().load_state_dict(state_dict)
+        return loaded
 
     def __iter__(self) -> Iterator[tuple[int, dict[str, Any]]]:
         state = self._state_dict

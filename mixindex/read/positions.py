@@ -33,7 +33,7 @@ def check_position(value: object, n: int) -> int:
     if not is_position(value):
         raise TypeError(f"a position is an int, not {type(value).__name__} ({value!r:.40})")
     p = int(value)  # type: ignore[call-overload]
-    q = p + n if p < 0 else p
+    q: int = p + n if p < 0 else p
     if not 0 <= q < n:
         raise _out_of_range(p, n)
     return q

@@ -375,7 +375,7 @@ def _load_yaml(text: str, where: str) -> Any:
     """YAML without aliases: nested aliases expand exponentially (a "billion laughs" bomb)."""
     import yaml
 
-    class NoAliasLoader(yaml.SafeLoader):
+    class NoAliasLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
                 mark = self.peek_event().start_mark

@@ -236,7 +236,7 @@ class WeightScheduler:
             t = cosine_ease(t)
         w_right = self._table[right]
         out = w_left + (w_right - w_left) * t[:, None]
-        return np.maximum(out, 0.0)
+        return np.asarray(np.maximum(out, 0.0))
 
     @property
     def dataset_names(self) -> list[str]:
@@ -246,7 +246,7 @@ class WeightScheduler:
     @property
     def final_weights(self) -> np.ndarray:
         """The weights in force after the last point, forever (clamping)."""
-        return self._table[-1].copy()
+        return np.array(self._table[-1])
 
     @property
     def last_step(self) -> int:

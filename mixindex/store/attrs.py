@@ -102,7 +102,8 @@ class Fields:
     def whole_or_null(self, key: str, low: int = 0) -> int | None:
         """A key that is always written, as a whole number or null."""
         want = f"a whole number >= {low} or null"
-        return self.get(key, want, lambda v: v is None or (_is_int(v) and v >= low))
+        got: int | None = self.get(key, want, lambda v: v is None or (_is_int(v) and v >= low))
+        return got
 
     def number(self, key: str, optional: bool = False) -> Any:
         return self.get(key, "a number", _is_number, optional)

@@ -75,11 +75,11 @@ class ChunkedArray:
     @property
     def chunk_bytes(self) -> int:
         """The size of every chunk, decompressed."""
-        return int(np.prod(self.chunks)) * self.dtype.itemsize
+        return int(np.prod(self.chunks)) * int(self.dtype.itemsize)
 
     def chunk_key(self, i: int) -> str:
         """Chunk ``i``'s file inside the array folder, as zarr v3 names it: ``c/3``, ``c/3/0``."""
-        return "c" + self.sep + self.sep.join([str(i)] + ["0"] * (len(self.shape) - 1))
+        return str(self.sep).join(["c", str(i)] + ["0"] * (len(self.shape) - 1))
 
     def chunk_path(self, i: int) -> Path:
         """Chunk ``i``'s file, for messages."""

@@ -177,7 +177,9 @@ def estimate_bytes(
     per_block = max(num_sources, 1) * sum(np.dtype(dtypes[n]).itemsize for n in TABLE_ARRAYS)
     chunk_positions = chunk_blocks * block_size
     chunks = max(1, -(-length_bound // chunk_positions))
-    return chunks * (chunk_positions * per_position + chunk_blocks * per_block + 512) + (1 << 16)
+    return int(
+        chunks * (chunk_positions * per_position + chunk_blocks * per_block + 512) + (1 << 16)
+    )
 
 
 def check_free_space(out: Path, needed: int, length_bound: int) -> None:
