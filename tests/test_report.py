@@ -14,7 +14,9 @@ from clirun import assert_ok, assert_one_line_error, run
 from conftest import DEFAULT_MIX, Data, Shared, SpecWriter, spec_dict
 from planning import step_weights, toggles_every_block, written_off_owed
 
-from mixindex.audit.report import diff, report, where
+from mixindex.audit.diff import diff
+from mixindex.audit.report import report
+from mixindex.audit.where import where
 from mixindex.builder import build
 from mixindex.errors import QueryError, SourceError
 from mixindex.store.index import StoredIndex

@@ -189,8 +189,8 @@ def report(index: str, window: int | None, as_json: bool, limits: dict[str, Any]
 @friendly
 def where(index: str, source: str, row: int, global_batch_size: int | None, as_json: bool) -> None:
     """List the positions at which ROW of SOURCE is served."""
-    from mixindex.audit.report import format_where
-    from mixindex.audit.report import where as find
+    from mixindex.audit.where import format_where
+    from mixindex.audit.where import where as find
     from mixindex.store.index import StoredIndex
 
     w = find(StoredIndex(index), source, row, global_batch_size=global_batch_size)
@@ -255,8 +255,8 @@ def verify(index: str, deep: bool) -> None:
 def diff(a: str, b: str, as_json: bool) -> None:
     """Compare two indexes: equal or not, the first position where they differ, and per
     source the change in realised share. Exit status 0 if equal, 1 if not."""
-    from mixindex.audit.report import diff as compare
-    from mixindex.audit.report import format_diff
+    from mixindex.audit.diff import diff as compare
+    from mixindex.audit.diff import format_diff
     from mixindex.store.index import StoredIndex
 
     d = compare(StoredIndex(a), StoredIndex(b))
