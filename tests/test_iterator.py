@@ -74,7 +74,12 @@ def test_loading_a_state_moves_only_that_iterator(shared: Shared) -> None:
 
 def test_the_dataset_state_has_no_position(shared: Shared) -> None:
     ds = mixindex.open(shared.index)
-    assert ds.state_dict() == {"format_version": 1, "digest": ds.digest, "shard": None}
+    assert ds.state_dict() == {
+        "format_version": 1,
+        "digest": ds.digest,
+        "seed": ds.seed,
+        "shard": None,
+    }
     mine = ds.shard(0, 2, global_batch_size=10)
     assert mine.state_dict()["shard"] == {
         "rank": 0,
@@ -180,3 +185,30 @@ def test_closing_the_dataset_leaves_its_shards_open(private: Path) -> None:
     assert list(mine) == want
     with pytest.raises(IndexReplacedError, match="replaced or removed"):
         ds[0]
+
+
+def test_a_drawn_seed_is_in_the_index_and_in_every_state(data: Data, tmp_path: Path) -> None:
+    # seed=None draws a seed once; a checkpoint alone must say which mix it came from.
+    from mixindex import DatasetConfig, MixStageConfig, PipelineConfig
+
+    config = PipelineConfig(
+        datasets=[
+            DatasetConfig(name="notes", data_files="data/notes.arrow"),
+            DatasetConfig(name="docs", data_files="data/docs", type="arrow"),
+        ],
+        mix=MixStageConfig(seed=None, num_examples=40, block_size=10),
+        base_dir=tmp_path,
+    )
+    ds = mixindex.open(build(config, tmp_path / "drawn.mixindex"))
+    assert ds.seed == config.mix.seed == ds.index.meta.mix.seed
+    it = iter(ds.shard(0, 2, global_batch_size=4))
+    next(it)
+    assert it.state_dict()["seed"] == config.mix.seed
+    assert ds.state_dict()["seed"] == config.mix.seed
+    # The same seed, given explicitly, builds the same index.
+    again = PipelineConfig(
+        datasets=config.datasets,
+        mix=MixStageConfig(seed=config.mix.seed, num_examples=40, block_size=10),
+        base_dir=tmp_path,
+    )
+    assert mixindex.open(build(again, tmp_path / "again.mixindex")).digest == ds.digest

@@ -61,6 +61,7 @@ def test_state_is_small_and_versioned(shared: Shared) -> None:
     assert it.state_dict() == {
         "format_version": 1,
         "digest": ds.digest,
+        "seed": DEFAULT_MIX["seed"],
         "next_position": 0,
         "shard": None,
     }
@@ -78,7 +79,12 @@ def test_state_is_small_and_versioned(shared: Shared) -> None:
     fresh.load_state_dict(end)
     assert list(fresh) == []
     # The dataset's own state names the index and sharding, and no position.
-    assert ds.state_dict() == {"format_version": 1, "digest": ds.digest, "shard": None}
+    assert ds.state_dict() == {
+        "format_version": 1,
+        "digest": ds.digest,
+        "seed": ds.seed,
+        "shard": None,
+    }
 
 
 def test_iter_start_and_batch_size(shared: Shared) -> None:

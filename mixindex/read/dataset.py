@@ -139,6 +139,11 @@ class MixedDataset:
         return self.index.digest
 
     @property
+    def seed(self) -> int:
+        """The mix's seed (drawn once and recorded in the index when the spec said None)."""
+        return self.index.meta.mix.seed
+
+    @property
     def sharding(self) -> Sharding | None:
         """The sharding of this view, or None for the whole mix."""
         return self._sharding
@@ -284,9 +289,9 @@ class MixedDataset:
 
         >>> import mixindex
         >>> sorted(mixindex.open("mix.mixindex").state_dict())
-        ['digest', 'format_version', 'shard']
+        ['digest', 'format_version', 'seed', 'shard']
         """
-        return dataset_state(self.digest, self._sharding)
+        return dataset_state(self.digest, self._sharding, self.seed)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Check that a state of :meth:`state_dict` names this index and sharding; nothing

@@ -70,7 +70,7 @@ class MixIterator(Iterator[dict[str, Any]]):
         """A small, versioned, JSON-able state: where this iterator goes on
         (see :mod:`mixindex.read.state`)."""
         ds = self._ds
-        return make_state(ds.digest, self._next, ds.num_examples, ds.sharding)
+        return make_state(ds.digest, self._next, ds.num_examples, ds.sharding, ds.seed)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Go on from a state of :meth:`state_dict` (taken from any iterator of this index and

@@ -9,7 +9,7 @@ whose lengths differ by at most one.
 
 **State.** An iterator's state (``it.state_dict()``) is a small, versioned, JSON-able dict::
 
-    {"format_version": 1, "digest": "sha256:...", "next_position": 16,
+    {"format_version": 1, "digest": "sha256:...", "seed": 42, "next_position": 16,
      "shard": {"rank": 0, "world_size": 2, "global_batch_size": 8, "drop_last": true,
                "offset": 3}}
 
@@ -128,12 +128,19 @@ class Sharding:
         )
 
 
-def make_state(digest: str, local: int, n: int, sharding: Sharding | None) -> dict[str, Any]:
-    """The state of a reader whose next local position is ``local`` (in ``[0, len]``)."""
+def make_state(
+    digest: str, local: int, n: int, sharding: Sharding | None, seed: int | None = None
+) -> dict[str, Any]:
+    """The state of a reader whose next local position is ``local`` (in ``[0, len]``).
+
+    ``seed`` is the mix's seed, recorded so that a run whose seed was drawn (``seed=None``) can
+    be repeated from any checkpoint; the digest already pins it, so it is not checked on load.
+    """
     if sharding is None:
         return {
             "format_version": STATE_VERSION,
             "digest": digest,
+            "seed": seed,
             "next_position": int(local),
             "shard": None,
         }
@@ -144,6 +151,7 @@ def make_state(digest: str, local: int, n: int, sharding: Sharding | None) -> di
     return {
         "format_version": STATE_VERSION,
         "digest": digest,
+        "seed": seed,
         "next_position": int(batch * sharding.global_batch_size),
         "shard": shard,
     }
@@ -158,12 +166,15 @@ def _sharding_text(shard: object) -> str:
     return repr(shard)
 
 
-def dataset_state(digest: str, sharding: Sharding | None) -> dict[str, Any]:
-    """A dataset's state: which index and sharding it reads, and no position (a dataset has
-    none; its iterators do)."""
+def dataset_state(
+    digest: str, sharding: Sharding | None, seed: int | None = None
+) -> dict[str, Any]:
+    """A dataset's state: which index (and seed) and sharding it reads, and no position (a
+    dataset has none; its iterators do)."""
     return {
         "format_version": STATE_VERSION,
         "digest": digest,
+        "seed": seed,
         "shard": None if sharding is None else sharding.to_dict(),
     }
 
