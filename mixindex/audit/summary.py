@@ -98,7 +98,7 @@ def read_warnings(meta: IndexMeta) -> list[str]:
         return []
     return [
         f"source {rec.name!r} is Parquet read in shuffled order with no Arrow cache: each "
-        "random row decodes a whole row group (under 1k rows/s); rebuild with "
+        "random row decodes a whole row group (about 1k rows/s); rebuild with "
         'cache = "arrow" on the dataset or with --cache-dir DIR'
         for rec in meta.sources
         if rec.type == "parquet"
