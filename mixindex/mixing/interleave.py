@@ -32,7 +32,7 @@ from datasets.iterable_dataset import _BaseExamplesIterable
 from mixindex.errors import SpecError
 from mixindex.mixing.inputs import as_input
 from mixindex.mixing.streams import Mixer
-from mixindex.mixing.walk import make_settings
+from mixindex.mixing.walk import MixSettings, make_settings
 
 if TYPE_CHECKING:
     import datasets
@@ -126,16 +126,7 @@ def build_mixer(
         )
     if weights is not None and not isinstance(weights, Mapping):
         raise SpecError(f"weights must be a dict of name -> weight or None, got {weights!r}")
-    settings = make_settings(
-        list(inputs),
-        weights=weights,
-        weight_scheduler=None,
-        block_size=block_size,
-        seed=seed,
-        stop=stop,
-        stop_name="stop",
-        num_examples=num_examples,
-    )
+    settings = _settings(list(inputs), weights, block_size, seed, stop, num_examples)
     return Mixer(settings, [as_input(name, ds) for name, ds in inputs.items()])
 
 
@@ -149,8 +140,21 @@ def equivalent_spec(
     num_examples: int | None = None,
 ) -> dict[str, Any]:
     """The ``[mix]`` table of the ``mixindex build`` spec that serves the same sequence."""
-    settings = make_settings(
-        list(datasets),
+    return _settings(list(datasets), weights, block_size, seed, stop, num_examples).spec_mix()
+
+
+def _settings(
+    names: list[str],
+    weights: Mapping[str, float] | None,
+    block_size: object,
+    seed: object,
+    stop: object,
+    num_examples: object,
+) -> MixSettings:
+    """block_mixture_interleave's arguments checked into the planner's settings (no schedule;
+    the stop strategy is called ``stop`` in messages, as in its signature)."""
+    return make_settings(
+        names,
         weights=weights,
         weight_scheduler=None,
         block_size=block_size,
@@ -159,4 +163,3 @@ def equivalent_spec(
         stop_name="stop",
         num_examples=num_examples,
     )
-    return settings.spec_mix()
