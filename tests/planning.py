@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from hypothesis import strategies as st
 
 from mixindex.plan.planner import PlanInputs, Planner
 from mixindex.spec.config import StopStrategy
@@ -116,3 +118,117 @@ def step_weights(schedule: list[dict[str, Any]], block: int, blocks: int) -> np.
         w = [float(point[n]) for n in ZERO_WEIGHT_NAMES]
         out.append([v / sum(w) for v in w])
     return np.array(out)
+
+
+# ---- whole specs for property tests ----------------------------------------------------------
+
+# Each drawn spec plans at most this many positions, and at most MAX_BLOCKS blocks (the
+# apportionment runs Python per block), so that an example takes milliseconds.
+MAX_POSITIONS = 20_000
+MAX_BLOCKS = 400
+STOPS = ("restart", "first_exhausted", "all_exhausted")
+INTERPOLATIONS = ("step", "linear", "cosine")
+
+
+@dataclass(frozen=True)
+class MixSpec:
+    """A whole spec in plain values, as a property test draws it."""
+
+    lengths: tuple[int, ...]
+    points: tuple[tuple[int, tuple[float, ...]], ...]
+    interpolation: str
+    block_size: int
+    seed: int
+    stop: str
+    num_examples: int | None
+    row_order: str
+
+    @property
+    def num_sources(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def max_positions(self) -> int:
+        return min(MAX_POSITIONS, MAX_BLOCKS * self.block_size)
+
+    def replace(self, **changes: Any) -> MixSpec:
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+    def plan(self, **changes: Any) -> Planned:
+        spec = self.replace(**{k: v for k, v in changes.items() if k != "chunk_blocks"})
+        return plan(
+            list(spec.lengths),
+            [(step, list(w)) for step, w in spec.points],
+            block_size=spec.block_size,
+            seed=spec.seed,
+            stop=spec.stop,
+            num_examples=spec.num_examples,
+            row_order=spec.row_order,
+            interpolation=spec.interpolation,
+            chunk_blocks=changes.get("chunk_blocks"),
+        )
+
+
+def _ends_soon(lengths: list[int], final: list[float], last_step: int, b: int, stop: str) -> bool:
+    """Whether an uncapped exhausting mix surely ends within ``MAX_POSITIONS`` and
+    ``MAX_BLOCKS`` blocks: after the last point each source with weight ``w`` stays within a
+    couple of examples of ``w`` per position, so ``(n + 3) / w`` positions more exhaust it."""
+    total = sum(final)
+    more = [(n + 3) * total / w if w > 0 else math.inf for n, w in zip(lengths, final, strict=True)]
+    need = (-(-last_step // b) + 1) * b + (min(more) if stop == "first_exhausted" else max(more))
+    return need + b <= min(MAX_POSITIONS, MAX_BLOCKS * b)
+
+
+@st.composite
+def mix_specs(
+    draw: st.DrawFn,
+    *,
+    max_sources: int = 64,
+    zeros: bool = True,
+    interpolations: tuple[str, ...] = INTERPOLATIONS,
+    stops: tuple[str, ...] = STOPS,
+) -> MixSpec:
+    """Whole specs: 1 to ``max_sources`` sources (mostly a few), a schedule of 1 to 4 points
+    (with weights of 0 where ``zeros``, at least one weight > 0 per point), any interpolation,
+    block sizes 1 to 64, seeds including 0 and 2^64 - 1, any stop strategy and row order.
+
+    ``num_examples`` is always set for ``restart``; for the other two it is a cap, or ``None``
+    where the mix surely ends within the limits on its size.
+    """
+    k = draw(st.one_of(st.integers(1, 4), st.integers(1, max_sources)))
+    b = draw(st.integers(1, 64))
+    top = draw(st.sampled_from([3, 60, 2000]))
+    lengths = draw(st.lists(st.integers(1, top), min_size=k, max_size=k))
+    limit = min(MAX_POSITIONS, MAX_BLOCKS * b)
+    first = draw(st.one_of(st.just(0), st.integers(1, 3 * b)))
+    more = draw(st.lists(st.integers(1, limit), max_size=3, unique=True))
+    steps = sorted({first, *(first + s for s in more)})
+    weight = st.one_of(st.floats(1e-3, 1.0), st.integers(1, 20).map(float))
+    if zeros:
+        weight = st.one_of(st.just(0.0), weight)
+    points = []
+    for step in steps:
+        w = draw(st.lists(weight, min_size=k, max_size=k))
+        if not any(w):
+            w[draw(st.integers(0, k - 1))] = draw(st.sampled_from([1.0, 0.3, 17.0]))
+        points.append((step, tuple(w)))
+    stop = draw(st.sampled_from(stops))
+    if stop == "restart":
+        n: int | None = draw(st.integers(1, limit))
+    else:
+        final = list(points[-1][1])
+        soon = _ends_soon(lengths, final, steps[-1], b, stop)
+        cap = st.one_of(st.just(limit), st.integers(1, limit))
+        n = draw(st.one_of(st.none(), cap) if soon else cap)
+    return MixSpec(
+        lengths=tuple(lengths),
+        points=tuple(points),
+        interpolation=draw(st.sampled_from(interpolations)),
+        block_size=b,
+        seed=draw(st.one_of(st.sampled_from([0, 2**64 - 1]), st.integers(0, 2**64 - 1))),
+        stop=stop,
+        num_examples=n,
+        row_order=draw(st.sampled_from(["sequential", "shuffled"])),
+    )
