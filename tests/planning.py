@@ -191,7 +191,8 @@ def mix_specs(
     stops: tuple[str, ...] = STOPS,
 ) -> MixSpec:
     """Whole specs: 1 to ``max_sources`` sources (mostly a few), a schedule of 1 to 4 points
-    (with weights of 0 where ``zeros``, at least one weight > 0 per point), any interpolation,
+    (with weights of 0 where ``zeros``, some points on one source alone, at least one weight
+    > 0 per point), any interpolation,
     block sizes 1 to 64, seeds including 0 and 2^64 - 1, any stop strategy and row order.
 
     ``num_examples`` is always set for ``restart``; for the other two it is a cap, or ``None``
@@ -211,6 +212,10 @@ def mix_specs(
     points = []
     for step in steps:
         w = draw(st.lists(weight, min_size=k, max_size=k))
+        if zeros and draw(st.integers(0, 3)) == 0:
+            # All the weight on one source, the others off: sources leave and come back.
+            w = [0.0] * k
+            w[draw(st.integers(0, k - 1))] = 1.0
         if not any(w):
             w[draw(st.integers(0, k - 1))] = draw(st.sampled_from([1.0, 0.3, 17.0]))
         points.append((step, tuple(w)))
