@@ -227,7 +227,9 @@ class Sandbox:
         limit = self.timeout if timeout is None else check_timeout(timeout, "timeout")
         self._running = run = _Run(self, sql, batch_rows, limit)
         schema = run.next()
-        assert isinstance(schema, pa.Schema)  # the worker's first item is always the schema
+        # The worker's first item is always the schema.
+        if not isinstance(schema, pa.Schema):
+            raise RuntimeError(f"mixindex internal error: schema is {type(schema).__name__}")
         batches = run.batches()
         # A result dropped unread must not leave its worker (and the connection) busy.
         weakref.finalize(batches, run.abandon)
@@ -374,7 +376,8 @@ class _Run:
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         while (item := self.next()) is not _END:
-            assert isinstance(item, pa.RecordBatch)
+            if not isinstance(item, pa.RecordBatch):
+                raise RuntimeError(f"mixindex internal error: item is {type(item).__name__}")
             yield item
 
     def abandon(self) -> None:

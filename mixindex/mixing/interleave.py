@@ -56,7 +56,10 @@ class MixtureExamplesIterable(_BaseExamplesIterable):  # type: ignore[misc]  # u
     def load_state_dict(self, state_dict: dict[str, Any]) -> dict[str, Any]:
         self.mixer.check_state(state_dict)
         self._init_state_dict()
-        assert isinstance(self._state_dict, dict)
+        if not isinstance(self._state_dict, dict):
+            raise RuntimeError(
+                f"mixindex internal error: self._state_dict is {type(self._state_dict).__name__}"
+            )
         # The same dict object, filled: the dataset keeps a reference to it.
         self._state_dict.clear()
         self._state_dict.update(copy.deepcopy(state_dict))

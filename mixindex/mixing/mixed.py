@@ -160,7 +160,8 @@ class MixedShardedSource(ShardedDataSource):
 
     def _sharded(self, row: int) -> Iterator[dict[str, Any]]:
         sh = self.sharding
-        assert sh is not None
+        if sh is None:
+            raise RuntimeError("mixindex internal error: sh is None")
         try:
             n = self._length()
         except TypeError:
@@ -173,7 +174,8 @@ class MixedShardedSource(ShardedDataSource):
     def _runs(self, row: int, n: int) -> Iterator[dict[str, Any]]:
         """Rows by number: read only this rank's runs of positions."""
         sh = self.sharding
-        assert sh is not None
+        if sh is None:
+            raise RuntimeError("mixindex internal error: sh is None")
         total = sh.length(n)
         k = sh.per_rank
         local = row
@@ -186,7 +188,8 @@ class MixedShardedSource(ShardedDataSource):
     def _buffered(self, row: int) -> Iterator[dict[str, Any]]:
         """Streams: read every position once, keep this rank's part of each global batch."""
         sh = self.sharding
-        assert sh is not None
+        if sh is None:
+            raise RuntimeError("mixindex internal error: sh is None")
         g, k, w, r = sh.global_batch_size, sh.per_rank, sh.world_size, sh.rank
         batch, skip = divmod(row, k)
         buf: list[dict[str, Any]] = []

@@ -171,7 +171,9 @@ class Mixer:
 
     def _indexed(self, state: dict[str, Any]) -> Iterator[dict[str, Any]]:
         walker = self._rows
-        assert walker is not None  # set in __init__ when indexed
+        # Set in __init__ when indexed.
+        if walker is None:
+            raise RuntimeError("mixindex internal error: walker is None")
         p = state["position"]
         i = walker.chunk_index(p)
         while i is not None:
@@ -198,7 +200,8 @@ class Mixer:
         for where in np.split(order, cuts):
             s = int(source[where[0]])
             src = self._sources[s]
-            assert src is not None
+            if src is None:
+                raise RuntimeError("mixindex internal error: src is None")
             parts, within = src.take_parts(row[where])
             examples.extend(to_examples(parts, self.names[s]))
             places.append(where if within is None else where[within])
@@ -226,7 +229,9 @@ class Mixer:
             fresh = self.initial_state()
             state["streams"], state["exhausted"] = fresh["streams"], fresh["exhausted"]
             cursor = self._slot_walker().cursor_at(state["position"])
-            assert cursor is not None  # the slot plan never ends
+            # The slot plan never ends.
+            if cursor is None:
+                raise RuntimeError("mixindex internal error: cursor is None")
             streams = [_Stream(inp, state["streams"][inp.name]) for inp in self.inputs]
             done: set[int] = set()
             for s, st in enumerate(streams):

@@ -134,7 +134,8 @@ def _write(folder: Path, name: str, tables: Iterable[pa.Table]) -> tuple[list[st
                         f"dataset {name!r}: its rows do not share one schema ({schema} then "
                         f"{table.schema}); give every row the same fields and types"
                     ) from None
-            assert writer is not None
+            if writer is None:
+                raise RuntimeError("mixindex internal error: writer is None")
             for batch in table.combine_chunks().to_batches(max_chunksize=BATCH_ROWS):
                 h.update(batch.serialize())
                 writer.write_batch(batch)
