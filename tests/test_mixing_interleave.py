@@ -251,3 +251,19 @@ def test_quiet_by_default(maps: dict[str, datasets.Dataset], caplog: Any) -> Non
     with caplog.at_level(logging.INFO, logger="mixindex"):
         run(maps, "first_exhausted")
     assert not caplog.records
+
+
+@pytest.mark.parametrize("api", ["interleave", "mixed"])
+def test_weights_that_are_not_a_dict_are_refused_in_one_line(api: str) -> None:
+    import datasets as hf
+
+    from mixindex import HFDatasetShardedSource, MixedShardedSource, SpecError
+    from mixindex.mixing.interleave import block_mixture_interleave
+
+    ds = {"a": hf.Dataset.from_dict({"x": [1, 2]}), "b": hf.Dataset.from_dict({"x": [3]})}
+    with pytest.raises(SpecError, match=r"weights must be a dict of name -> weight or None"):
+        if api == "interleave":
+            block_mixture_interleave(ds, weights=[0.5, 0.5])  # type: ignore[arg-type]
+        else:
+            sources = {k: HFDatasetShardedSource(v) for k, v in ds.items()}
+            MixedShardedSource(sources, weights=[0.5, 0.5], seed=1)  # type: ignore[arg-type]

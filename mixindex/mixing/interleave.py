@@ -127,8 +127,6 @@ def build_mixer(
             f"datasets must be a dict of name -> dataset, got {type(inputs).__name__}; write "
             'datasets={"code": code_ds, "text": text_ds}'
         )
-    if weights is not None and not isinstance(weights, Mapping):
-        raise SpecError(f"weights must be a dict of name -> weight or None, got {weights!r}")
     settings = _settings(list(inputs), weights, block_size, seed, stop, num_examples)
     return Mixer(settings, [as_input(name, ds) for name, ds in inputs.items()])
 

@@ -70,8 +70,6 @@ class MixedShardedSource(ShardedDataSource):
                 f"sources must be a dict of name -> source, got {type(sources).__name__}; "
                 'write sources={"code": code_source, "text": text_source}'
             )
-        if weights is not None and not isinstance(weights, Mapping):
-            raise SpecError(f"weights must be a dict of name -> weight or None, got {weights!r}")
         if seed is None:
             seed = draw_seed("MixedShardedSource")
         self.settings = make_settings(

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from mixindex.errors import SpecError
+from mixindex.errors import SpecError, short
 from mixindex.plan.planner import Chunk, ChunkTask, PlanInputs, Planner
 from mixindex.sources.base import digest
 from mixindex.spec.config import MAX_SEED, StopStrategy
@@ -125,6 +125,8 @@ def make_settings(
                 f"dataset name {name!r} may not start with '__' (reserved for fields such as "
                 "__source__); rename it"
             )
+    if weights is not None and not isinstance(weights, Mapping):
+        raise SpecError(f"weights must be a dict of name -> weight or None, got {short(weights)}")
     if weights is not None:
         normalised = normalise_weights(weights, names, "weights")
     if weight_scheduler is not None:

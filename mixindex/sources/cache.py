@@ -55,6 +55,17 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "mixindex"
 
 
+def make_cache_dir(cache_dir: Path) -> None:
+    """Create the cache folder, or say in one line why it cannot be."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SourceError(
+            f"cannot create the cache folder {str(cache_dir)!r} ({one_line(exc)}); "
+            "pass another --cache-dir"
+        ) from None
+
+
 def _folder_name(name: str, fingerprint: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "source"
     return f"{safe}-{fingerprint.split(':', 1)[-1][:24]}"
@@ -130,13 +141,7 @@ def cached_source(src: Source, cache_dir: Path | str) -> tuple[ArrowSource, dict
     manifest = _manifest(src, fingerprint, files)
     cached = _reuse(folder, manifest, len(src))
     if cached is None:
-        try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SourceError(
-                f"cannot create the cache folder {str(cache_dir)!r} ({one_line(exc)}); "
-                "pass another --cache-dir"
-            ) from None
+        make_cache_dir(cache_dir)
         tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()

@@ -184,16 +184,10 @@ def _existing(folder: Path, origin: dict[str, Any]) -> tuple[ArrowSource, dict[s
 
 def convert_source(src: Any, cache_dir: Path | str) -> tuple[ArrowSource, dict[str, Any]]:
     """The Arrow cache of a source that needs one (made if missing) and its index record."""
-    from mixindex.sources.cache import CACHE_VERSION, _folder_name
+    from mixindex.sources.cache import CACHE_VERSION, _folder_name, make_cache_dir
 
     cache_dir = Path(cache_dir).expanduser().absolute()
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SourceError(
-            f"cannot create the cache folder {str(cache_dir)!r} ({one_line(exc)}); pass "
-            "another --cache-dir"
-        ) from None
+    make_cache_dir(cache_dir)
     name = src.name
     origin: dict[str, Any] = {"name": name, "type": src.type, "data_files": list(src.data_files)}
     if isinstance(src, PendingSource) and src.type in CONVERTED_TYPES:
