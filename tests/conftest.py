@@ -29,6 +29,8 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import settings
 
+from tests.s3server import s3, s3_server  # noqa: F401  (fixtures: a real S3 endpoint)
+
 # CI replays one fixed search on every run (derandomized), so that its result depends on the code
 # alone; a local run searches afresh each time and may find new counterexamples.
 settings.register_profile("ci", derandomize=True)
