@@ -99,6 +99,8 @@ class Apportioner:
             return out
         width = nblocks + LOOKAHEAD
         u, on, reset = self._window(first_block, width, self.on)
+        # Column-major: the deadline scans walk one source's increments down the blocks.
+        u = np.asfortranarray(u)
         from mixindex.plan.edf import edf_blocks
 
         loop: Callable[..., int] = edf_blocks if self.compiled else edf_blocks.py_func

@@ -132,14 +132,7 @@ def edf_blocks(
                 return j
             for c in range(ncand):
                 want[0, cand[c]] = -1
-            # Earliest deadline, then the most owed, then the lowest id (cand is in id order).
-            keys = np.empty(ncand, dtype=np.int64)
-            for c in range(ncand):
-                keys[c] = -x[cand[c]]
-            order = np.argsort(keys, kind="mergesort")
-            order = order[np.argsort(due[:ncand][order], kind="mergesort")]
-            for c in range(need):
-                must[cand[order[c]]] += 1
+            _take_earliest(cand[:ncand], due[:ncand], x, need, must)
         elif need == ncand and need > 0:
             for c in range(ncand):
                 must[cand[c]] += 1
@@ -151,6 +144,49 @@ def edf_blocks(
             e[s] = x[s] - c * unit
             served[s] += c
     return j1
+
+
+@numba.njit(nogil=True, cache=True)
+def _take_earliest(
+    cand: np.ndarray, due: np.ndarray, x: np.ndarray, need: int, count: np.ndarray
+) -> None:
+    """Give one slot each to the ``need`` candidates first in the order (deadline, most owed,
+    lowest id); ``cand`` is in id order.
+
+    Only the set matters, so two selections (linear time) replace a sort: the need-th deadline,
+    then, among the candidates due at it, the owed amount that fills the rest. Each threshold is
+    a value, the same whatever the selection algorithm, so the set is too.
+    """
+    n = cand.shape[0]
+    last = np.partition(due.copy(), need - 1)[need - 1]
+    rest = need
+    tied = 0
+    for c in range(n):
+        if due[c] < last:
+            count[cand[c]] += 1
+            rest -= 1
+        elif due[c] == last:
+            tied += 1
+    if rest == 0:
+        return
+    owed = np.empty(tied, dtype=np.int64)
+    t = 0
+    for c in range(n):
+        if due[c] == last:
+            owed[t] = x[cand[c]]
+            t += 1
+    # The rest-th largest owed amount among the tied: all above it, then equals by id.
+    cut = np.partition(owed, tied - rest)[tied - rest]
+    for c in range(n):
+        if due[c] == last and x[cand[c]] > cut:
+            count[cand[c]] += 1
+            rest -= 1
+    for c in range(n):
+        if rest == 0:
+            break
+        if due[c] == last and x[cand[c]] == cut:
+            count[cand[c]] += 1
+            rest -= 1
 
 
 @numba.njit(nogil=True, cache=True)
