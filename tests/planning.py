@@ -62,22 +62,19 @@ def plan(
 
 
 def written_off_owed(weights: np.ndarray, counts: np.ndarray, lengths: list[int]) -> np.ndarray:
-    """``Q' - A`` after each block: what each source is still owed when the fraction a source
-    was owed as its weight drops to 0 is written off, handed to the active sources in proportion
-    to their weights (S2). A plain-Python restatement of the rule, independent of mixindex, for
-    checking the planner and ``max dev`` against."""
+    """``Q' - A`` after each block: what each source is still owed, when every owed fraction is
+    settled (set to 0) in a block where some source's weight drops to 0 (S2). A plain-Python
+    restatement of the rule, independent of mixindex, for checking the planner and ``max dev``
+    against."""
     k = weights.shape[1]
     owed = [0.0] * k
     was_active = [False] * k
     out = []
     for w, c, n in zip(weights.tolist(), counts.tolist(), lengths, strict=True):
         active = [v > 0 for v in w]
-        gone = [was_active[s] and not active[s] for s in range(k)]
-        dropped = sum(owed[s] for s in range(k) if gone[s])
-        total = sum(w)
-        for s in range(k):
-            start = 0.0 if gone[s] else owed[s]
-            owed[s] = start + n * w[s] + dropped * w[s] / total - c[s]
+        if any(was_active[s] and not active[s] for s in range(k)):
+            owed = [0.0] * k
+        owed = [owed[s] + n * w[s] - c[s] for s in range(k)]
         was_active = active
         out.append(list(owed))
     return np.array(out, dtype=np.float64).reshape(len(out), k)

@@ -49,7 +49,7 @@ def window_table(index: StoredIndex, window_blocks: int) -> dict[str, np.ndarray
     nb = len(lengths)
     edges = np.arange(0, nb, max(window_blocks, 1), dtype=np.int64)
     per = np.add.reduceat(counts, edges, axis=0) if nb else counts
-    q = WrittenOffTargets(counts.shape[1]).advance(counts, weights, lengths)
+    q = WrittenOffTargets(counts.shape[1], index.meta.block_size).advance(counts, weights, lengths)
     at_end = q[np.append(edges[1:], nb) - 1] if nb else q
     target = np.diff(at_end, axis=0, prepend=np.zeros((1, counts.shape[1])))
     length = np.add.reduceat(lengths, edges) if nb else lengths

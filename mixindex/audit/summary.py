@@ -39,7 +39,7 @@ def share_stats(index: StoredIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     counts_array = index.arrays["counts"]
     k = counts_array.shape[1]
     block_size = index.meta.block_size
-    targets = WrittenOffTargets(k)
+    targets = WrittenOffTargets(k, block_size)
     realised = np.zeros(k, dtype=np.int64)
     target = np.zeros(k)
     worst = np.zeros(k)

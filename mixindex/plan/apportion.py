@@ -1,215 +1,213 @@
 """Exact apportionment (S2): how many slots each source gets in each block.
 
-Every source carries what it is owed, ``e_s = Q_s - A_s`` (cumulative target minus cumulative
-count). In a block of ``L`` slots a source with weight ``w_s`` is owed ``x_s = e_s + L * w_s`` and
-gets ``c_s`` slots with ``|x_s - c_s| <= beta``, ``beta = 1 - 1 / (2K - 2)``: the bound of the
-chairman assignment problem (Tijdeman, 1980), achievable for any sequence of weights.
+Each block's targets are integer increments (:mod:`mixindex.plan.fixed`); the counts come from
+earliest deadline first over them (:mod:`mixindex.plan.edf`), compiled. Every cumulative count
+stays within ``beta = 1 - 1/(2K-2)`` of its cumulative target ``Q'`` at every block boundary,
+whatever the weights: Tijdeman's bound for the chairman assignment problem.
 
-The integers ``M_s = ceil(x_s - beta)`` are owed now; ``R_s = floor(x_s + beta)`` may be served
-now without running ahead; ``R_s - M_s`` is 0 or 1. The ``L - sum(M)`` slots left go to the
-optional slots with the earliest deadline: the first later block by whose end the source's
-target will have grown past the slack, read off the exact future weights (earliest deadline
-first, Tijdeman's rule, at block granularity). Deadlines past ``HORIZON`` blocks count as equal.
-Ties go to the source owed most, then to the lower source id.
-
-A source whose weight falls to zero gets nothing while it is zero, and the fraction of an example
-it was still owed (or had been served ahead) is written off: it is handed to the active sources in
-proportion to their weights, so the sum of what is owed stays zero. The target with these
-write-offs, ``Q'``, is what the bound is kept against; :class:`WrittenOffTargets` rebuilds it from
-counts already planned, for ``max dev`` and the report.
+``Q'`` is the schedule's target with one change: in a block where some source's weight falls to
+0, every source's owed fraction is settled, so ``Q'`` restarts from the counts there (a weight
+that is 0 gets nothing, and what it was still owed, less than one example, is written off).
+:class:`WrittenOffTargets` rebuilds ``Q'`` from planned counts for ``max dev`` and the report.
 """
 
 from __future__ import annotations
 
-import math
+import itertools
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-# Blocks looked ahead for deadlines. Deadlines further away count as equal (then the source owed
-# most goes first). 4 to 64 blocks gave the same worst deviation on every schedule we tried.
-HORIZON = 8
+from mixindex.plan.fixed import drops, increments, scale
+from mixindex.spec.schedule import WeightScheduler
+
+# Blocks of increments computed beyond the ones apportioned: most deadlines fall inside.
+LOOKAHEAD = 64
+# Blocks per step when a deadline lies beyond that window.
+FAR_STEP = 4096
+_STATE_ROWS = ("owed", "served", "deadline", "deadline_job", "since", "job")
 
 
 def bound(num_sources: int) -> float:
-    """The largest ``|A_s - Q_s|`` the apportionment allows at a block boundary."""
+    """The largest ``|A_s - Q'_s|`` the apportionment allows at a block boundary."""
     if num_sources <= 1:
         return 0.0
     return 1.0 - 1.0 / (2 * num_sources - 2)
 
 
 class Apportioner:
-    """Stateful per-block apportionment; feed it blocks in order."""
+    """Per-block counts of one mix; ask for blocks in order with :meth:`counts`.
 
-    def __init__(self, num_sources: int) -> None:
-        self.num_sources = num_sources
-        self.beta = bound(num_sources)
-        self.owed = np.zeros(num_sources, dtype=np.float64)
-        self.active = np.zeros(num_sources, dtype=bool)
+    ``compiled=False`` runs the same loop interpreted (the reference, for tests).
+    :meth:`state` and :meth:`restore` let a later run continue where this one stopped.
+    """
 
-    def counts(self, weights: np.ndarray, length: int) -> np.ndarray:
-        """Counts for the first ``len(weights) - HORIZON`` rows of ``weights``.
+    def __init__(
+        self, scheduler: WeightScheduler, block_size: int, *, compiled: bool = True
+    ) -> None:
+        self.scheduler = scheduler
+        self.block_size = block_size
+        self.num_sources = k = len(scheduler.names)
+        self.unit, self.beta = scale(k, block_size)
+        self.compiled = compiled
+        self.next_block = 0
+        self.state_rows = np.zeros((len(_STATE_ROWS), k), dtype=np.int64)
+        self.state_rows[3] = -1
+        self.state_rows[5] = -1
+        # Which sources had a positive weight in the block before next_block.
+        self.on = np.zeros(k, dtype=bool)
 
-        ``weights`` is ``(blocks + HORIZON, K)``, the weights at each block's start; the last
-        ``HORIZON`` rows are only read to set deadlines. Every block has ``length`` slots.
-        Returns int64 ``(blocks, K)``; every row sums to ``length``.
-        """
-        rows, k = weights.shape
-        nblocks = rows - HORIZON
-        out = np.zeros((max(nblocks, 0), k), dtype=np.float64)
+    def state(self) -> dict[str, Any]:
+        """What the next :meth:`counts` depends on besides the schedule (small, K-sized)."""
+        return {
+            "next_block": self.next_block,
+            "rows": self.state_rows.copy(),
+            "on": self.on.copy(),
+        }
+
+    @classmethod
+    def restore(
+        cls, scheduler: WeightScheduler, block_size: int, state: dict[str, Any]
+    ) -> Apportioner:
+        """An apportioner that continues from :meth:`state`."""
+        out = cls(scheduler, block_size)
+        out.next_block = int(state["next_block"])
+        out.state_rows = np.array(state["rows"], dtype=np.int64).reshape(out.state_rows.shape)
+        out.on = np.array(state["on"], dtype=bool).reshape(out.on.shape)
+        return out
+
+    def _window(self, first: int, nblocks: int, before: np.ndarray) -> tuple[np.ndarray, ...]:
+        starts = (first + np.arange(nblocks, dtype=np.int64)) * self.block_size
+        u = increments(self.scheduler.weights_at(starts), self.block_size, self.unit)
+        on = u > 0
+        return u, on, drops(on, before)
+
+    def counts(self, first_block: int, nblocks: int) -> np.ndarray:
+        """Counts ``(nblocks, K)`` (int64) of blocks ``first_block ..``; every row sums to the
+        block size. Blocks must be asked for in order, each once."""
+        if first_block != self.next_block:
+            raise RuntimeError(f"blocks asked out of order: {first_block}, not {self.next_block}")
+        k, b = self.num_sources, self.block_size
+        out = np.zeros((nblocks, k), dtype=np.int64)
+        if nblocks == 0:
+            return out
         if k == 1:
-            out[:, 0] = length
-            return out.astype(np.int64)
-        beta = self.beta
-        ids = np.arange(k)
-        inc_all = length * weights
-        active_all = weights > 0
-        # A row differs from the one before it only where a weight turns on or off.
-        changed = np.ones(rows, dtype=bool)
-        changed[1:] = (active_all[1:] != active_all[:-1]).any(axis=1)
-        owed = self.owed
-        for j in range(nblocks):
-            inc = inc_all[j]
-            if changed[j]:
-                active = active_all[j]
-                gone = self.active & ~active
-                if gone.any():
-                    written_off = math.fsum(owed[gone].tolist())
-                    owed[gone] = 0.0
-                    if written_off != 0.0:
-                        w = weights[j]
-                        inc = inc + written_off * (w / math.fsum(w.tolist()))
-                self.active = active
-            # Inactive sources have owed 0 and increment 0, so with beta < 1 both roundings give
-            # 0 for them without masking.
-            x = owed + inc
-            must = np.maximum(np.ceil(x - beta), 0.0)
-            may = np.floor(x + beta)
-            need = length - int(must.sum())
-            if need > 0:
-                cand = ids[may > must]
-                if cand.size == need:
-                    must[cand] += 1.0
-                elif cand.size > need:
-                    xc = x[cand]
-                    due = _deadlines(inc_all, j + 1, cand, must[cand] + beta - xc)
-                    must[cand[_earliest(due, -xc, need)]] += 1.0
+            out[:, 0] = b
+            self.next_block += nblocks
+            self.on = np.ones(1, dtype=bool)
+            return out
+        width = nblocks + LOOKAHEAD
+        u, on, reset = self._window(first_block, width, self.on)
+        # Column-major: the deadline scans walk one source's increments down the blocks.
+        u = np.asfortranarray(u)
+        from mixindex.plan.edf import edf_blocks
+
+        loop: Callable[..., int] = edf_blocks if self.compiled else edf_blocks.py_func
+        want = np.full((3, k), -1, dtype=np.int64)
+        j, end, skip = first_block, first_block + nblocks, -1
+        while j < end:
+            j = int(
+                loop(u, reset, first_block, j, end, b, self.unit, self.beta, skip,
+                     self.state_rows, out[j - first_block :], want)
+            )  # fmt: skip
+            if j < end:
+                self._far_deadlines(first_block + width, on[-1], want)
+                skip = j
+        self.on = on[nblocks - 1].copy()
+        self.next_block = end
+        return out
+
+    def _far_deadlines(self, first: int, on_before: np.ndarray, want: np.ndarray) -> None:
+        """Deadlines past the window, for the sources ``want`` names; stores them in the state.
+
+        Scans the schedule on from block ``first`` in steps, and in closed form once the
+        weights are constant forever (past the last schedule point).
+        """
+        from mixindex.plan.edf import CAP, INF
+
+        ids = np.flatnonzero(want[0] >= 0)
+        slack = want[0, ids].copy()
+        since = want[2, ids]
+        due = np.full(ids.size, -1, dtype=np.int64)
+        acc = np.zeros(ids.size, dtype=np.int64)
+        settled = self.scheduler.last_step // self.block_size + 1
+        t, before = first, on_before
+        while (due < 0).any():
+            open_ = due < 0
+            if t >= settled:
+                # Constant weights from here on: no more settlements, and a closed form.
+                u, _, reset = self._window(t, 1, before)
+                per = u[0, ids]
+                with np.errstate(divide="ignore"):
+                    steps = np.where(per > 0, (slack - acc) // np.maximum(per, 1) + 1, INF)
+                hit = np.where(reset[0], INF, np.minimum(t + steps - 1, INF))
+                due[open_] = hit[open_]
+            else:
+                n = min(FAR_STEP, settled - t)
+                u, on, reset = self._window(t, n, before)
+                cum = acc[None, :] + np.cumsum(u[:, ids], axis=0)
+                blocks = t + np.arange(n, dtype=np.int64)
+                stop = np.flatnonzero(reset)
+                last = int(stop[0]) if stop.size else n
+                over = cum[:last] > slack[None, :]
+                found = over.any(axis=0) & open_
+                if found.any():
+                    due[found] = blocks[np.argmax(over[:, found], axis=0)]
+                if last < n:
+                    due[open_ & ~found] = INF
                 else:
-                    must = _fill(must, x, self.active, need)
-            elif need < 0:
-                must = _fill(must, x, self.active, need)
-            out[j] = must
-            owed = x - must
-        self.owed = owed
-        return out.astype(np.int64)
+                    acc = cum[-1]
+                before = on[-1]
+                t += n
+            # One more than CAP blocks after the job first competed counts as none.
+            due = np.where((due >= 0) & (due > since + CAP), INF, due)
+            due = np.where((due < 0) & (t > since + CAP), INF, due)
+        self.state_rows[2, ids] = due
+        self.state_rows[3, ids] = want[1, ids]
+        want[:] = -1
 
 
 class WrittenOffTargets:
-    """The cumulative target ``Q'`` that the apportionment owes, write-offs included, rebuilt
-    from planned counts and the schedule alone; feed it blocks in order.
+    """The cumulative target ``Q'`` the apportionment keeps to, rebuilt from planned counts and
+    the schedule alone; feed it blocks in order.
 
-    ``Q'_s`` grows by ``length * w_s`` in every block. In a block where a source's weight is 0
-    and was positive in the block before, its ``Q'_s`` is set to its count so far, ``A_s``, and
-    the difference ``Q'_s - A_s`` (what it was still owed, or had been served ahead) is added to
-    the active sources' ``Q'`` in proportion to their weights, as :class:`Apportioner` does.
+    ``Q'`` grows by each block's increments (:func:`~mixindex.plan.fixed.increments`); in a
+    block where some source's weight falls to 0 it first restarts from the counts so far.
     """
 
-    def __init__(self, num_sources: int) -> None:
-        self.target = np.zeros(num_sources)
-        self.served = np.zeros(num_sources)
-        self.active = np.zeros(num_sources, dtype=bool)
+    def __init__(self, num_sources: int, block_size: int) -> None:
+        self.unit, _ = scale(num_sources, block_size)
+        self.block_size = block_size
+        self.owed = np.zeros(num_sources)
+        self.served = np.zeros(num_sources, dtype=np.int64)
+        self.on = np.zeros(num_sources, dtype=bool)
 
     def advance(self, counts: np.ndarray, weights: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """``Q'`` at the end of each of these blocks, ``(blocks, K)``.
+        """``Q'`` (examples, float) at the end of each of these blocks, ``(blocks, K)``.
 
         ``counts`` and ``weights`` are ``(blocks, K)``, ``lengths`` the blocks' lengths.
         """
         nb, k = weights.shape
         if nb == 0:
             return np.zeros((0, k))
-        served = self.served + np.cumsum(counts, axis=0, dtype=np.float64)
-        plain = self.target + np.cumsum(weights * np.asarray(lengths)[:, None], axis=0)
-        on = weights > 0
-        before = np.vstack([self.active[None, :], on[:-1]])
-        dropped = before & ~on
-        # The write-offs shift every later Q', so only the blocks with one need a step of their
-        # own: a loop over write-offs, not over blocks.
-        shifts = np.zeros_like(plain)
-        shift = np.zeros(k)
-        for j in np.flatnonzero(dropped.any(axis=1)).tolist():
-            gone = dropped[j]
-            start = (plain[j - 1] if j else self.target) + shift
-            owed = start[gone] - (served[j - 1] if j else self.served)[gone]
-            w = weights[j]
-            step = math.fsum(owed.tolist()) * (w / math.fsum(w.tolist()))
-            step[gone] = -owed
-            shifts[j] = step
-            shift = shift + step
-        out = plain + np.cumsum(shifts, axis=0)
-        self.target, self.served, self.active = out[-1], served[-1], on[-1]
-        return np.asarray(out)
-
-
-def _deadlines(inc: np.ndarray, first: int, cand: np.ndarray, slack: np.ndarray) -> np.ndarray:
-    """For each candidate source, the first block from ``first`` on (1-based) by whose end its
-    increments, summed from block ``first``, exceed ``slack``; ``HORIZON + 1`` when none does
-    within the horizon.
-
-    The sums start afresh at block ``first``, so the result never depends on where a window of
-    blocks began (S6).
-    """
-    due = np.ones(cand.size, dtype=np.int64)
-    later = np.flatnonzero(inc[first, cand] <= slack)
-    if later.size:
-        # Rare with weights that are large against one example per block: sources that will
-        # not fall due in the next block.
-        sums = np.cumsum(inc[first : first + HORIZON, cand[later]], axis=0)
-        over = sums > slack[later][None, :]
-        due[later] = np.where(over.any(axis=0), np.argmax(over, axis=0) + 1, HORIZON + 1)
-    return due
-
-
-def _earliest(due: np.ndarray, key: np.ndarray, m: int) -> np.ndarray:
-    """Indices of the first ``m`` items in the order (due, key, index): the earliest deadline,
-    then the source owed most, then the lowest id (candidates are in ascending id order).
-
-    Only the set matters, so partitions (linear time) replace a full sort; ties are settled by
-    index explicitly, so the set is the same whatever algorithm numpy uses.
-    """
-    if due.min() != due.max():
-        d = np.partition(due, m - 1)[m - 1]
-        first = np.flatnonzero(due < d)
-        tied = np.flatnonzero(due == d)
-        return np.concatenate([first, tied[_smallest(key[tied], m - first.size)]])
-    return _smallest(key, m)
-
-
-def _smallest(key: np.ndarray, m: int) -> np.ndarray:
-    """Indices of the ``m`` smallest keys, the lowest indices among equal keys."""
-    if m >= key.size:
-        return np.arange(key.size)
-    v = np.partition(key, m - 1)[m - 1]
-    below = np.flatnonzero(key < v)
-    return np.concatenate([below, np.flatnonzero(key == v)[: m - below.size]])
-
-
-def _fill(c: np.ndarray, x: np.ndarray, active: np.ndarray, need: int) -> np.ndarray:
-    """Repair a block whose owed slots do not fit: add (or remove) slots where most (least) owed.
-
-    Not reached when the bound holds; it keeps the counts valid (right sum, zero where the weight
-    is zero, never negative) whatever happens.
-    """
-    c = c.copy()
-    ids = np.flatnonzero(active)
-    while need != 0:
-        gap = x[ids] - c[ids]
-        if need > 0:
-            pick = ids[np.lexsort((ids, -gap))][:need]
-            c[pick] += 1
-            need -= pick.size
-        else:
-            pos = ids[c[ids] > 0]
-            gap = x[pos] - c[pos]
-            pick = pos[np.lexsort((pos, gap))][:-need]
-            c[pick] -= 1
-            need += pick.size
-    return c
+        u = increments(weights, np.asarray(lengths), self.unit)
+        on = u > 0
+        reset = drops(on, self.on)
+        counts = np.asarray(counts, dtype=np.int64)
+        # Owed (target minus count, in examples) after each block; it restarts at each
+        # settlement, so it is summed piece by piece between them. (In floats: counts that are
+        # not the planner's, as a hand-edited table would be, may stray far from the target.)
+        step = u / self.unit - counts
+        owed = np.empty_like(step)
+        cuts = [0, *np.flatnonzero(reset).tolist(), nb]
+        carry = self.owed
+        for lo, hi in itertools.pairwise(cuts):
+            if hi == lo:
+                continue
+            start = np.zeros(k) if reset[lo] else carry
+            owed[lo:hi] = start + np.cumsum(step[lo:hi], axis=0)
+            carry = owed[hi - 1]
+        served = self.served + np.cumsum(counts, axis=0)
+        self.owed, self.served, self.on = owed[-1], served[-1], on[-1]
+        return np.asarray(served + owed)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mixindex.errors import PlanError
-from mixindex.plan.apportion import HORIZON, Apportioner
+from mixindex.plan.apportion import Apportioner
 from mixindex.plan.bound import length_bound, targets_before
 from mixindex.plan.rng import (
     SALT_ROWS,
@@ -237,7 +237,7 @@ class Planner:
         """
         inp = self.inputs
         k, b, nb = inp.num_sources, inp.block_size, self.chunk_blocks
-        apportioner = Apportioner(k)
+        apportioner = Apportioner(inp.scheduler, b)
         cursor = np.zeros(k, dtype=np.int64)
         exhausted_at = np.full(k, -1, dtype=np.int64)
         cap = inp.num_examples if inp.num_examples is not None else self.length_bound
@@ -254,8 +254,7 @@ class Planner:
             found = exhausted_at
             while True:
                 m = min(size, nb - done)
-                starts = (block + done + np.arange(m + HORIZON, dtype=np.int64)) * b
-                parts.append(apportioner.counts(inp.scheduler.weights_at(starts), b))
+                parts.append(apportioner.counts(block + done, m))
                 done += m
                 counts = parts[0] if len(parts) == 1 else np.concatenate(parts)
                 cum_end = cursor + np.cumsum(counts, axis=0)

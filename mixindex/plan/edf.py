@@ -1,0 +1,219 @@
+"""The per-block apportionment loop: earliest deadline first over integer targets (S2).
+
+Written once, in plain Python over numpy arrays, and compiled with numba (nogil, cached on disk
+after the first build); the interpreted function (``edf_blocks.py_func``) is the reference the
+compiled one is tested against. Only the planner imports this module. All arithmetic is
+on int64 (see :mod:`mixindex.plan.fixed`), so both give the same counts on every machine.
+
+For source ``s`` at block ``j``: ``e_s`` is what it is owed (target minus count, in units),
+``x_s = e_s + u_s`` with this block's increment. The count ``c_s`` must keep
+``|x_s - c_s * unit| <= beta``: ``M_s`` slots are forced, one more (``R_s = M_s + 1``) is
+allowed. The block's remaining slots go to the allowed ones whose deadline comes first: the first
+later block by whose end the source would fall more than ``beta`` behind without that slot. This
+is Tijdeman's rule for the chairman assignment problem, at block granularity, with exact
+deadlines: since a slot-by-slot schedule within the bound exists for any weights (Tijdeman,
+1980), and earliest deadline first is optimal for unit jobs, every block boundary stays within
+``beta = 1 - 1/(2K-2)``. Ties go to the source owed most, then to the lowest id.
+
+When a source's weight falls to 0, every source's owed fraction is settled (``e = 0``): the
+targets restart from the counts, which is Tijdeman's starting point again. (Handing one source's
+fraction to the others instead can push a single source past one example.) A deadline is
+therefore never later than the next such block; one more than ``CAP`` blocks after the job first
+competed counts as none.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+INF = 1 << 62
+# A deadline further than this many blocks from where its slot first competed counts as none.
+CAP = 1 << 20
+
+
+@numba.njit(nogil=True, cache=True)
+def edf_blocks(
+    u: np.ndarray,
+    reset: np.ndarray,
+    base: int,
+    j0: int,
+    j1: int,
+    length: int,
+    unit: int,
+    beta: int,
+    skip_reset: int,
+    state: np.ndarray,
+    out: np.ndarray,
+    want: np.ndarray,
+) -> int:
+    """Apportion blocks ``j0 .. j1-1``; returns the block it stopped at (``j1`` when done).
+
+    ``u`` (W x K) holds the increments of blocks ``base .. base+W-1``, ``reset`` whether each of
+    them starts by settling every owed fraction (not for block ``skip_reset``: already done).
+    ``state`` (6 x K, int64) is updated in place: owed ``e``, ``served`` since the last
+    settlement, the cached deadline ``dl`` of job ``dljob``, and ``since``, the block where job
+    ``candjob`` first competed. ``out`` row ``j - j0`` receives block ``j``'s counts.
+
+    A deadline past the window is left to the caller: the loop stops before changing anything
+    for that block, with ``want`` (3 x K) holding, for each such source, the slack still to
+    cover from block ``base + W`` on, the job, and its ``since`` (others -1). The caller fills
+    in ``dl``/``dljob`` and calls again from the returned block with ``skip_reset`` set to it.
+    """
+    k = u.shape[1]
+    width = u.shape[0]
+    e = state[0]
+    served = state[1]
+    dl = state[2]
+    dljob = state[3]
+    since = state[4]
+    candjob = state[5]
+    must = np.empty(k, dtype=np.int64)
+    x = np.empty(k, dtype=np.int64)
+    cand = np.empty(k, dtype=np.int64)
+    due = np.empty(k, dtype=np.int64)
+    for j in range(j0, j1):
+        i = j - base
+        if reset[i] and j != skip_reset:
+            for s in range(k):
+                e[s] = 0
+                served[s] = 0
+                dljob[s] = -1
+                candjob[s] = -1
+        need = length
+        ncand = 0
+        for s in range(k):
+            xs = e[s] + u[i, s]
+            x[s] = xs
+            m = 0
+            if xs > beta:
+                m = (xs - beta + unit - 1) // unit
+            must[s] = m
+            need -= m
+            if (xs + beta) // unit > m:
+                cand[ncand] = s
+                ncand += 1
+                job = served[s] + m + 1
+                if candjob[s] != job:
+                    candjob[s] = job
+                    since[s] = j
+        if 0 < need < ncand:
+            unresolved = 0
+            for c in range(ncand):
+                s = cand[c]
+                job = served[s] + must[s] + 1
+                if dljob[s] == job:
+                    due[c] = dl[s]
+                    continue
+                slack = beta - (x[s] - must[s] * unit)
+                acc = 0
+                d = -1
+                t = i + 1
+                while t < width:
+                    if reset[t] or base + t > since[s] + CAP:
+                        d = INF
+                        break
+                    acc += u[t, s]
+                    if acc > slack:
+                        d = base + t
+                        break
+                    t += 1
+                if d < 0:
+                    want[0, s] = slack - acc
+                    want[1, s] = job
+                    want[2, s] = since[s]
+                    unresolved += 1
+                    due[c] = INF
+                else:
+                    dl[s] = d
+                    dljob[s] = job
+                    due[c] = d
+            if unresolved and ncand - unresolved < need:
+                return j
+            for c in range(ncand):
+                want[0, cand[c]] = -1
+            _take_earliest(cand[:ncand], due[:ncand], x, need, must)
+        elif need == ncand and need > 0:
+            for c in range(ncand):
+                must[cand[c]] += 1
+        elif need != 0:
+            _repair(must, x, u[i], unit, need)
+        for s in range(k):
+            c = must[s]
+            out[j - j0, s] = c
+            e[s] = x[s] - c * unit
+            served[s] += c
+    return j1
+
+
+@numba.njit(nogil=True, cache=True)
+def _take_earliest(
+    cand: np.ndarray, due: np.ndarray, x: np.ndarray, need: int, count: np.ndarray
+) -> None:
+    """Give one slot each to the ``need`` candidates first in the order (deadline, most owed,
+    lowest id); ``cand`` is in id order.
+
+    Only the set matters, so two selections (linear time) replace a sort: the need-th deadline,
+    then, among the candidates due at it, the owed amount that fills the rest. Each threshold is
+    a value, the same whatever the selection algorithm, so the set is too.
+    """
+    n = cand.shape[0]
+    last = np.partition(due.copy(), need - 1)[need - 1]
+    rest = need
+    tied = 0
+    for c in range(n):
+        if due[c] < last:
+            count[cand[c]] += 1
+            rest -= 1
+        elif due[c] == last:
+            tied += 1
+    if rest == 0:
+        return
+    owed = np.empty(tied, dtype=np.int64)
+    t = 0
+    for c in range(n):
+        if due[c] == last:
+            owed[t] = x[cand[c]]
+            t += 1
+    # The rest-th largest owed amount among the tied: all above it, then equals by id.
+    cut = np.partition(owed, tied - rest)[tied - rest]
+    for c in range(n):
+        if due[c] == last and x[cand[c]] > cut:
+            count[cand[c]] += 1
+            rest -= 1
+    for c in range(n):
+        if rest == 0:
+            break
+        if due[c] == last and x[cand[c]] == cut:
+            count[cand[c]] += 1
+            rest -= 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _repair(count: np.ndarray, x: np.ndarray, inc: np.ndarray, unit: int, need: int) -> None:
+    """Make a block's counts sum right when its forced slots do not fit: add slots where the
+    most is owed (remove where the least), among sources with increments, lowest id first.
+
+    Never reached while the bound holds; it keeps the counts valid whatever happens.
+    """
+    k = count.shape[0]
+    while need != 0:
+        best = -1
+        for s in range(k):
+            if inc[s] <= 0 or (need < 0 and count[s] == 0):
+                continue
+            if best < 0:
+                best = s
+                continue
+            gap = x[s] - count[s] * unit
+            top = x[best] - count[best] * unit
+            if (need > 0 and gap > top) or (need < 0 and gap < top):
+                best = s
+        if best < 0:
+            return
+        if need > 0:
+            count[best] += 1
+            need -= 1
+        else:
+            count[best] -= 1
+            need += 1
