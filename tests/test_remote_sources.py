@@ -7,11 +7,16 @@ the row counts and the mix, so the remote index must serve exactly the local ind
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import multiprocessing
+import os
 import pickle
 import subprocess
 import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,7 @@ import pytest
 import mixindex
 from mixindex.errors import MixIndexError, SourceChangedError, SpecError
 from mixindex.sources.blocks import BlockCache, block_cache
+from mixindex.spec.config import PipelineConfig
 from tests.clirun import ENV, assert_ok, assert_one_line_error, run
 from tests.conftest import DEFAULT_MIX, Data, to_toml
 from tests.s3server import Bucket
@@ -123,7 +129,7 @@ def test_a_replaced_object_is_refused_at_open_naming_it(
     assert s3.url("notes.arrow") in str(err.value) and "replaced" in str(err.value)
     assert "\n" not in str(err.value)
     result = run("verify", remote_path)
-    assert result.exit_code != 0 and "notes" in result.output + result.stderr
+    assert result.exit_code != 0 and s3.url("notes.arrow") in result.output + result.stderr
     # Asked to, a reader still opens it (and reads the new bytes).
     assert len(mixindex.open(remote_path, verify=False)) == 300
 
@@ -283,3 +289,62 @@ def test_a_local_index_opens_without_loading_fsspec_or_s3fs(tmp_path: Path, data
         timeout=120,
     )
     assert out.stdout.strip() == "[]", out.stderr
+
+
+class _RangeHandler(SimpleHTTPRequestHandler):
+    """A static file server that answers range requests (http.server's own does not)."""
+
+    def send_head(self) -> Any:
+        spec = self.headers.get("Range")
+        if not spec:
+            return super().send_head()
+        try:
+            f = open(self.translate_path(self.path), "rb")  # noqa: SIM115
+        except OSError:
+            self.send_error(404)
+            return None
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            first, last = spec.removeprefix("bytes=").split("-")
+            start = size - int(last) if first == "" else int(first)
+            end = min(size - 1, int(last) if first != "" and last else size - 1)
+            f.seek(start)
+            body = f.read(end - start + 1)
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        return io.BytesIO(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_sources_over_https_style_urls_read_like_local_files(data: Data, tmp_path: Path) -> None:
+    """Any filesystem fsspec knows: here plain HTTP from a local server (no listing, no ETag)."""
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_RangeHandler, directory=str(data.root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        datasets = [
+            {"name": "code", "data_files": [f"{base}/code/{f.name}" for f in data.code_files]},
+            {"name": "notes", "data_files": f"{base}/notes.arrow"},
+        ]
+        local = [
+            {"name": "code", "data_files": [str(f) for f in data.code_files]},
+            {"name": "notes", "data_files": str(data.notes_file)},
+        ]
+        mix = {"seed": 3, "num_examples": 120, "row_order": "shuffled", "block_size": 20}
+        out = []
+        for name, spec in (("http", datasets), ("local", local)):
+            config = PipelineConfig.from_dict({"datasets": spec, "mix": mix}, base_dir=tmp_path)
+            out.append(mixindex.build(config, tmp_path / f"{name}.mixindex"))
+        remote, here = (mixindex.open(p) for p in out)
+        assert list(remote) == list(here)
+        assert remote.index.sources[1].data_files == (f"{base}/notes.arrow",)
+    finally:
+        server.shutdown()
+        server.server_close()
