@@ -348,3 +348,27 @@ def test_sources_over_https_style_urls_read_like_local_files(data: Data, tmp_pat
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_remote_parquet_through_the_arrow_cache_and_objects_moved_to_another_prefix(
+    data: Data, s3: Bucket, tmp_path: Path
+) -> None:
+    _upload(data, s3)
+    datasets = [{"name": "code", "data_files": s3.url("code/")}]
+    mix = {"seed": 5, "num_examples": 90, "row_order": "shuffled", "block_size": 30}
+    config = PipelineConfig.from_dict({"datasets": datasets, "mix": mix}, base_dir=tmp_path)
+    plain = mixindex.open(mixindex.build(config, tmp_path / "plain.mixindex"))
+    cached_path = mixindex.build(config, tmp_path / "cached.mixindex", cache_dir=tmp_path / "c")
+    cached = mixindex.open(cached_path)
+    record = cached.index.sources[0]
+    assert record.type == "arrow" and record.origin.data_files == plain.index.sources[0].data_files
+    assert list(cached) == list(plain)
+    # Objects copied elsewhere (same bytes, so the same sizes and ETags) open with data_files=.
+    fs = s3.filesystem()
+    for f in data.code_files:
+        fs.copy(s3.url(f"code/{f.name}"), s3.url(f"moved/{f.name}"))
+    moved = mixindex.open(
+        tmp_path / "plain.mixindex", data_files={"code": [s3.url("moved/*.parquet")]}
+    )
+    assert moved.sources[0].data_files[0].startswith(s3.url("moved/"))
+    assert list(moved) == list(plain)

@@ -16,6 +16,11 @@ starting with ``.`` or ``_`` in a folder are skipped (``_SUCCESS``, ``_metadata`
 made absolute but symlinks are kept, so a fingerprint sees the names the user sees; a file reached
 twice through symlinks counts once, and ``**`` enters each real folder once, so a symlink loop
 ends. Only regular files are sources: a FIFO or a device would block or never end.
+
+An entry may instead be a URL (``s3://``, ``gs://``, ``hf://``, ``https://``, ...): the objects
+are listed and opened through fsspec (:mod:`mixindex.sources.remote`) with the dataset's
+``storage_options``, as :class:`~mixindex.sources.remote_parquet.RemoteParquetSource` or
+:class:`~mixindex.sources.remote_arrow.RemoteArrowSource`.
 """
 
 from __future__ import annotations

@@ -249,6 +249,7 @@ class RemoteArrowSource(PieceSource):
                     "share one schema"
                 )
         self._schema = schema
+        self._file_of = {url: k for k, url in enumerate(self.data_files)}
         self._pieces = [(k, b) for k, lay in enumerate(self._layouts) for b in lay.blocks]
         counts = np.array([r for lay in self._layouts for r in lay.rows], dtype=np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -311,7 +312,7 @@ class RemoteArrowSource(PieceSource):
         return block_cache().get_many(keys, fetch)
 
     def _decode(self, url: str, raw: bytes) -> pa.RecordBatch:
-        prefix = self._layouts[self.data_files.index(url)].prefix
+        prefix = self._layouts[self._file_of[url]].prefix
         try:
             if prefix is None:
                 # Zero-copy: the batch's buffers are views of the fetched bytes.
