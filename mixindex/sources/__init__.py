@@ -142,7 +142,7 @@ def _open_remote(
 ) -> Source:
     """A source of objects behind URLs (mixindex/sources/remote.py): listed, then opened."""
     from mixindex.sources.convert import CONVERTED_TYPES, PendingSource
-    from mixindex.sources.remote import list_files
+    from mixindex.sources.remote import list_files, probe_files
 
     entries = [data_files] if isinstance(data_files, str) else list(data_files)
     local = next((e for e in entries if not is_url(e)), None)
@@ -157,10 +157,15 @@ def _open_remote(
         "arrow": _ARROW_SUFFIXES,
         **_CONVERTED_SUFFIXES,
     }
+    # Entries that name one object each (thousands, say) are looked up all at once; globs,
+    # folders and missing objects go through a listing, which also explains what is wrong.
+    plain = [e for e in entries if not any(c in e.split("://", 1)[1] for c in _GLOB_CHARS)]
+    single = dict(zip(plain, probe_files(name, plain, options), strict=True))
     files = []
     seen: set[str] = set()
     for entry in entries:
-        for f in list_files(name, entry, options, by_kind[kind]):
+        one = single.get(entry)
+        for f in [one] if one is not None else list_files(name, entry, options, by_kind[kind]):
             if f.url in seen:
                 raise SourceError(
                     f"dataset {short(name)}: object {short(f.url)} is listed twice in "

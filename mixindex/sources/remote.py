@@ -31,6 +31,7 @@ __all__ = [
     "list_files",
     "object_version",
     "open_url",
+    "probe_files",
     "stat_files",
 ]
 
@@ -126,24 +127,37 @@ def stat_files(
     name: str, urls: Sequence[str], storage_options: Mapping[str, Any] | None
 ) -> list[RemoteFile]:
     """Size and version of each object, asked for all at once; SourceError for one missing."""
+    found = probe_files(name, urls, storage_options)
+    for url, f in zip(urls, found, strict=True):
+        if f is None:
+            raise SourceError(
+                f"dataset {short(name)}: object {short(url)} does not exist (or is a folder); "
+                "restore it, or point data_files at the objects' new place"
+            )
+    return [f for f in found if f is not None]
+
+
+def probe_files(
+    name: str, urls: Sequence[str], storage_options: Mapping[str, Any] | None
+) -> list[RemoteFile | None]:
+    """Each URL's object, asked for all at once: None where there is none (or a folder)."""
     if not urls:
         return []
+    for url in urls:
+        _check_url(name, url)
     fs, _ = filesystem(urls[0], storage_options)
     # A listing cached by an earlier call would hide an object replaced since.
     fs.invalidate_cache()
 
-    def one(url: str) -> RemoteFile:
+    def one(url: str) -> RemoteFile | None:
         try:
             info = fs.info(url)
         except FileNotFoundError:
-            raise SourceError(
-                f"dataset {short(name)}: object {short(url)} does not exist; restore it, or "
-                "point data_files at the objects' new place"
-            ) from None
+            return None
         except Exception as exc:
             raise _fail(name, url, exc) from None
         if info.get("type") == "directory":
-            raise SourceError(f"dataset {short(name)}: {short(url)} is a folder, not a data file")
+            return None
         return RemoteFile(url, int(info.get("size") or 0), object_version(info))
 
     with ThreadPoolExecutor(min(_THREADS, len(urls))) as pool:
@@ -281,3 +295,31 @@ def replaced_object(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | Non
                 "now)"
             )
     return None
+
+
+def fetch_coalesced(
+    name: str, fs: Any, requests: Sequence[tuple[str, int, int]], limit: int = 4 << 20
+) -> list[Any]:
+    """Like :func:`fetch_ranges`, as ``pyarrow.Buffer`` views, with ranges that touch end to end
+    in one object merged into one request of at most ``limit`` bytes: a read touching many
+    neighbouring record batches or column chunks costs a few requests, not one each."""
+    import pyarrow as pa
+
+    order = sorted(range(len(requests)), key=lambda i: requests[i])
+    merged: list[list[Any]] = []  # [url, start, end, [request indices]]
+    for i in order:
+        url, start, end = requests[i]
+        last = merged[-1] if merged else None
+        if last is not None and last[0] == url and last[2] == start and end - last[1] <= limit:
+            last[2] = end
+            last[3].append(i)
+        else:
+            merged.append([url, start, end, [i]])
+    got = fetch_ranges(name, fs, [(u, s, e) for u, s, e, _ in merged])
+    out: list[Any] = [None] * len(requests)
+    for (_, start, _, members), data in zip(merged, got, strict=True):
+        buf = pa.py_buffer(data)
+        for i in members:
+            _, s, e = requests[i]
+            out[i] = buf.slice(s - start, e - s)
+    return out

@@ -33,7 +33,7 @@ from mixindex.sources.base import (
     schema_difference,
 )
 from mixindex.sources.blocks import block_cache
-from mixindex.sources.remote import RemoteFile, fetch_ranges, filesystem
+from mixindex.sources.remote import RemoteFile, fetch_coalesced, fetch_ranges, filesystem
 from mixindex.sources.remote_parquet import hash_url
 
 __all__ = ["RemoteArrowSource"]
@@ -303,22 +303,23 @@ class RemoteArrowSource(PieceSource):
             keys.append((self.data_files[k], self.objects[k].version, off, off + meta + body))
 
         def fetch(missing: list[Any]) -> list[tuple[Any, int]]:
-            got = fetch_ranges(self.name, self._filesystem(), [(u, s, e) for u, _, s, e in missing])
+            requests = [(u, s, e) for u, _, s, e in missing]
+            got = fetch_coalesced(self.name, self._filesystem(), requests)
             return [
-                (self._decode(u, raw), len(raw))
+                (self._decode(u, raw), raw.size)
                 for (u, _, _, _), raw in zip(missing, got, strict=True)
             ]
 
         return block_cache().get_many(keys, fetch)
 
-    def _decode(self, url: str, raw: bytes) -> pa.RecordBatch:
+    def _decode(self, url: str, raw: pa.Buffer) -> pa.RecordBatch:
         prefix = self._layouts[self._file_of[url]].prefix
         try:
             if prefix is None:
                 # Zero-copy: the batch's buffers are views of the fetched bytes.
-                message = pa.ipc.read_message(pa.py_buffer(raw))
+                message = pa.ipc.read_message(raw)
                 return pa.ipc.read_record_batch(message, self._schema)
-            return pa.ipc.open_stream(pa.py_buffer(prefix + raw)).read_next_batch()
+            return pa.ipc.open_stream(pa.py_buffer(prefix + raw.to_pybytes())).read_next_batch()
         except (pa.ArrowException, OSError) as exc:
             raise SourceError(
                 f"dataset {self.name!r}: a record batch of {url!r} cannot be read "

@@ -29,7 +29,13 @@ from mixindex.errors import SourceError, short
 from mixindex.sources.base import canonical_schema, digest, files_text, one_line, schema_difference
 from mixindex.sources.blocks import block_cache
 from mixindex.sources.parquet import ParquetSource
-from mixindex.sources.remote import RemoteFile, fetch_ranges, filesystem, open_url
+from mixindex.sources.remote import (
+    RemoteFile,
+    fetch_coalesced,
+    fetch_ranges,
+    filesystem,
+    open_url,
+)
 
 __all__ = ["RemoteParquetSource", "read_footers"]
 
@@ -246,8 +252,9 @@ class RemoteParquetSource(ParquetSource):
         cache_keys = [(self.data_files[f], self.objects[f].version, s, e) for f, s, e in keys]
 
         def fetch(missing: list[Any]) -> list[tuple[Any, int]]:
-            got = fetch_ranges(self.name, self._filesystem(), [(u, s, e) for u, _, s, e in missing])
-            return [(pa.py_buffer(b), len(b)) for b in got]
+            requests = [(u, s, e) for u, _, s, e in missing]
+            got = fetch_coalesced(self.name, self._filesystem(), requests)
+            return [(b, b.size) for b in got]
 
         return block_cache().get_many(cache_keys, fetch)
 
