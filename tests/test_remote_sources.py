@@ -372,3 +372,31 @@ def test_remote_parquet_through_the_arrow_cache_and_objects_moved_to_another_pre
     )
     assert moved.sources[0].data_files[0].startswith(s3.url("moved/"))
     assert list(moved) == list(plain)
+
+
+def test_neighbouring_ranges_of_one_object_are_fetched_in_one_request() -> None:
+    from mixindex.sources.remote import fetch_coalesced
+
+    class Recording:
+        """A filesystem without an async API whose objects hold byte i at offset i."""
+
+        async_impl = False
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, int, int]] = []
+
+        def _strip_protocol(self, url: str) -> str:
+            return url
+
+        def cat_file(self, path: str, start: int, end: int) -> bytes:
+            self.calls.append((path, start, end))
+            return bytes(range(start, end))
+
+    fs = Recording()
+    wanted = [("a", 10, 20), ("a", 0, 10), ("b", 0, 5), ("a", 30, 40), ("a", 20, 30)]
+    got = fetch_coalesced("x", fs, wanted)
+    assert [g.to_pybytes() for g in got] == [bytes(range(s, e)) for _, s, e in wanted]
+    assert sorted(fs.calls) == [("a", 0, 40), ("b", 0, 5)]
+    fs.calls.clear()
+    fetch_coalesced("x", fs, wanted, limit=20)  # no request longer than the limit
+    assert sorted(fs.calls) == [("a", 0, 20), ("a", 20, 40), ("b", 0, 5)]
