@@ -7,9 +7,10 @@ Credentials and endpoints come from where the filesystem looks for them (``AWS_*
 memory, never in an index. fsspec (and s3fs, gcsfs, ...) is imported on first use: a local
 index never loads it.
 
-    >>> files = list_files("web", "s3://bucket/web/*.parquet", None, "parquet")
-    >>> files[0].url, files[0].size, files[0].version
-    ('s3://bucket/web/part-0.parquet', 1048576, 'ETag:"9aec5f..."')
+For example, against a bucket (``files[0]`` is ``RemoteFile(url='s3://bucket/web/part-0.parquet',
+size=1048576, version='ETag:"9aec5f..."')``)::
+
+    files = list_files("web", "s3://bucket/web/*.parquet", None, (".parquet",))
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ is scanned message by message, objects in parallel. A read fetches the record ba
 touch, the missing ones at once, into the block cache (:mod:`mixindex.sources.blocks`) as
 decoded batches over the fetched bytes: a warm read is a take on memory, as from a local file.
 
-    >>> src = RemoteArrowSource("notes", files)  # files: list_files(...)
-    >>> src.take(np.array([5, 0])).num_rows
-    2
+For example, over the objects :func:`~mixindex.sources.remote.list_files` found::
+
+    src = RemoteArrowSource("notes", files)
+    src.take(np.array([5, 0]))  # a 2-row table
 """
 
 from __future__ import annotations
@@ -72,22 +73,22 @@ def _deref(buf: bytes, pos: int) -> int:
     return pos + int(struct.unpack_from("<I", buf, pos)[0])
 
 
-def _message(meta: bytes) -> tuple[int, int, int]:
+def _message(fb: bytes) -> tuple[int, int, int]:
     """``(header type, row count or 0, body length)`` of a message's flatbuffer."""
-    root = _deref(meta, 0)
-    p = _field(meta, root, 1)
-    kind = meta[p] if p is not None else 0
-    p = _field(meta, root, 3)
-    body = struct.unpack_from("<q", meta, p)[0] if p is not None else 0
+    root = _deref(fb, 0)
+    p = _field(fb, root, 1)
+    kind = fb[p] if p is not None else 0
+    p = _field(fb, root, 3)
+    body = struct.unpack_from("<q", fb, p)[0] if p is not None else 0
     rows = 0
-    p = _field(meta, root, 2)
+    p = _field(fb, root, 2)
     if p is not None and kind in (_RECORD_BATCH, _DICTIONARY):
-        header = _deref(meta, p)
+        header = _deref(fb, p)
         if kind == _DICTIONARY:
-            q = _field(meta, header, 1)
-            header = _deref(meta, q) if q is not None else header
-        q = _field(meta, header, 0)
-        rows = struct.unpack_from("<q", meta, q)[0] if q is not None else 0
+            q = _field(fb, header, 1)
+            header = _deref(fb, q) if q is not None else header
+        q = _field(fb, header, 0)
+        rows = struct.unpack_from("<q", fb, q)[0] if q is not None else 0
     return kind, rows, body
 
 

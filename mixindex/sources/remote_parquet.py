@@ -6,9 +6,10 @@ chunks its rows need, in every row group they touch, fetches the missing ones at
 the block cache (:mod:`mixindex.sources.blocks`), then decodes each group as a local
 :class:`~mixindex.sources.parquet.ParquetSource` does, from memory.
 
-    >>> src = RemoteParquetSource("web", files, storage_options=None)  # files: list_files(...)
-    >>> src.take(np.array([7, 3]), columns=["text"]).num_rows
-    2
+For example, over the objects :func:`~mixindex.sources.remote.list_files` found::
+
+    src = RemoteParquetSource("web", files, storage_options=None)
+    src.take(np.array([7, 3]), columns=["text"])  # a 2-row table
 """
 
 from __future__ import annotations
