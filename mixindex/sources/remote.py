@@ -303,7 +303,10 @@ def fetch_coalesced(
 ) -> list[Any]:
     """Like :func:`fetch_ranges`, as ``pyarrow.Buffer`` views, with ranges that touch end to end
     in one object merged into one request of at most ``limit`` bytes: a read touching many
-    neighbouring record batches or column chunks costs a few requests, not one each."""
+    neighbouring record batches or column chunks costs a few requests, not one each.
+
+    The views share their request's buffer, so a cache that keeps one view keeps the whole
+    request alive: the limit also bounds how far past its own bound the block cache can hold."""
     import pyarrow as pa
 
     order = sorted(range(len(requests)), key=lambda i: requests[i])

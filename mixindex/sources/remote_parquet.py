@@ -245,8 +245,16 @@ class RemoteParquetSource(ParquetSource):
         pinned: dict[int, list[tuple[int, int, pa.Buffer]]] = {}
         for (f, s, e), buf in zip(keys, self._blocks(keys), strict=True):
             pinned.setdefault(f, []).append((s, e, buf))
-        self._pinned.ranges = pinned
-        return get
+
+        def pinned_get(g: int) -> pa.RecordBatch:
+            # The ranges live as long as this read: this thread's decodes find them meanwhile.
+            self._pinned.ranges = pinned
+            try:
+                return get(g)
+            finally:
+                self._pinned.ranges = {}
+
+        return pinned_get
 
     def _blocks(self, keys: list[tuple[int, int, int]]) -> list[pa.Buffer]:
         """The bytes of ``(file, start, end)`` ranges, the missing ones fetched at once."""
