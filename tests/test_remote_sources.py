@@ -400,3 +400,30 @@ def test_neighbouring_ranges_of_one_object_are_fetched_in_one_request() -> None:
     fs.calls.clear()
     fetch_coalesced("x", fs, wanted, limit=20)  # no request longer than the limit
     assert sorted(fs.calls) == [("a", 0, 20), ("a", 20, 40), ("b", 0, 5)]
+
+
+@pytest.mark.parametrize("fmt", ["file", "stream"])
+def test_arrow_objects_with_dictionary_columns_read_like_local_ones(
+    s3: Bucket, tmp_path: Path, fmt: str
+) -> None:
+    import pyarrow as pa
+
+    from mixindex.sources import open_source
+    from mixindex.spec.config import DatasetConfig
+
+    table = pa.table(
+        {
+            "id": list(range(45)),
+            "tag": pa.array([f"tag-{i % 4}" for i in range(45)]).dictionary_encode(),
+        }
+    )
+    path = tmp_path / "d.arrow"
+    writer = pa.ipc.new_file if fmt == "file" else pa.ipc.new_stream
+    with pa.OSFile(str(path), "wb") as f, writer(f, table.schema) as w:
+        w.write_table(table, max_chunksize=10)
+    s3.filesystem().put_file(str(path), s3.url("d.arrow"))
+    src = open_source(DatasetConfig(name="d", data_files=s3.url("d.arrow")), ".")
+    block_cache().clear()
+    rows = np.array([44, 0, 17, 17, 31])
+    assert len(src) == 45
+    assert src.take(rows).to_pylist() == table.take(pa.array(rows)).to_pylist()
