@@ -216,10 +216,15 @@ def _check_source(rec: SourceRecord, deep: bool, result: VerifyResult) -> None:
                 f"{now['num_rows']:,}; rebuild the index or restore the data"
             )
         elif now["fingerprint"] != rec.fingerprint:
+            from mixindex.sources.remote import replaced_object
+
+            what = (
+                replaced_object(rec.to_dict(), now)
+                or "its files' sizes, schema or metadata changed"
+            )
             result.problems.append(
                 f"source {name!r}: fingerprint changed ({rec.fingerprint} -> "
-                f"{now['fingerprint']}): its files' sizes, schema or metadata changed; rebuild "
-                "the index or restore the data"
+                f"{now['fingerprint']}): {what}; rebuild the index or restore the data"
             )
         elif deep:
             content = src.fingerprint(deep=True)

@@ -42,6 +42,7 @@ from mixindex.read.rows import SOURCE_FIELD, conform, to_examples, unified_schem
 from mixindex.read.state import Sharding, check_dataset_state, dataset_state
 from mixindex.sources import Source, reopen_source
 from mixindex.sources.base import check_columns
+from mixindex.sources.remote import replaced_object
 from mixindex.store.attrs import SourceOrigin
 from mixindex.store.index import StoredIndex
 
@@ -52,10 +53,14 @@ __all__ = ["ITER_BATCH", "SOURCE_FIELD", "MixIterator", "MixedDataset", "open"]
 
 
 def _describe_change(name: str, old: SourceOrigin, new: Mapping[str, Any]) -> str:
+    replaced = replaced_object(old.to_dict(), new)
     if old.num_rows != new["num_rows"]:
         what = f"its row count changed from {old.num_rows} to {new['num_rows']}"
+        what += f"; {replaced}" if replaced else ""
     elif [Path(f).name for f in old.data_files] != [Path(f).name for f in new["data_files"]]:
         what = "its files changed"
+    elif replaced is not None:
+        what = replaced
     else:
         what = "its files' sizes, schema or metadata changed"
     return (
@@ -83,6 +88,7 @@ class MixedDataset:
         datasets: Mapping[str, Any] | None = None,
         columns: Sequence[str] | None = None,
         verify: bool = True,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.index = StoredIndex(path)
         if isinstance(columns, str):
@@ -101,7 +107,7 @@ class MixedDataset:
             name = rec.name
             override = datasets.get(name, data_files.get(name))
             try:
-                src = reopen_source(rec.to_dict(), override)
+                src = reopen_source(rec.to_dict(), override, storage_options)
             except SourceError as exc:
                 if not verify or override is not None:
                     raise
@@ -385,13 +391,21 @@ def open(
     datasets: Mapping[str, Any] | None = None,
     columns: Sequence[str] | None = None,
     verify: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> MixedDataset:
     """Open a built index for reading.
 
     ``data_files`` / ``datasets`` replace where a source's data lives (for moved files, or for a
     ``datasets.Dataset`` that was built from memory); ``columns`` keeps only these columns (every
-    source must have them); ``verify=False`` skips the fingerprint check.
+    source must have them); ``verify=False`` skips the fingerprint check. ``storage_options``
+    are fsspec's options for sources behind URLs (an index records no credentials or endpoints;
+    without them the environment's are used).
     """
     return MixedDataset(
-        path, data_files=data_files, datasets=datasets, columns=columns, verify=verify
+        path,
+        data_files=data_files,
+        datasets=datasets,
+        columns=columns,
+        verify=verify,
+        storage_options=storage_options,
     )

@@ -16,6 +16,11 @@ starting with ``.`` or ``_`` in a folder are skipped (``_SUCCESS``, ``_metadata`
 made absolute but symlinks are kept, so a fingerprint sees the names the user sees; a file reached
 twice through symlinks counts once, and ``**`` enters each real folder once, so a symlink loop
 ends. Only regular files are sources: a FIFO or a device would block or never end.
+
+An entry may instead be a URL (``s3://``, ``gs://``, ``hf://``, ``https://``, ...): the objects
+are listed and opened through fsspec (:mod:`mixindex.sources.remote`) with the dataset's
+``storage_options``, as :class:`~mixindex.sources.remote_parquet.RemoteParquetSource` or
+:class:`~mixindex.sources.remote_arrow.RemoteArrowSource`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from mixindex.errors import SourceError, clip, one_line, short
 from mixindex.sources.base import Source
+from mixindex.sources.remote import is_url
 
 if TYPE_CHECKING:
     from mixindex.spec.config import DatasetConfig
@@ -67,6 +73,9 @@ def open_source(config: DatasetConfig, base_dir: Path | str) -> Source:
         from mixindex.sources.hf import open_hf_dataset
 
         return open_hf_dataset(name, config.data_files)
+    options = getattr(config, "storage_options", None)
+    if _has_url(config.data_files):
+        return _open_remote(name, config.data_files, config.type, options)
     files = resolve_files(name, config.data_files, Path(base_dir), config.type)
     kind = config.type or infer_type(name, files)
     if kind in CONVERTED_TYPES:
@@ -74,12 +83,17 @@ def open_source(config: DatasetConfig, base_dir: Path | str) -> Source:
     return _open_files(name, kind, files)
 
 
-def reopen_source(record: Mapping[str, Any], data_files: Any = None) -> Source:
+def reopen_source(
+    record: Mapping[str, Any],
+    data_files: Any = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Source:
     """Reopen a source from its :meth:`Source.describe` record, as stored in an index.
 
     ``data_files`` overrides the recorded files (paths, globs or folders, relative to the current
-    directory), or is the ``datasets.Dataset`` an in-memory source was built from. The
-    fingerprint is not checked here: the caller compares it.
+    directory, or URLs), or is the ``datasets.Dataset`` an in-memory source was built from.
+    ``storage_options`` are fsspec's options for URLs (credentials and endpoints are not in an
+    index). The fingerprint is not checked here: the caller compares it.
     """
     name = record.get("name")
     kind = record.get("type")
@@ -94,9 +108,15 @@ def reopen_source(record: Mapping[str, Any], data_files: Any = None) -> Source:
         from mixindex.sources.hf import open_hf_dataset
 
         return open_hf_dataset(name, data_files)
+    if data_files is not None and _has_url(data_files):
+        return _open_remote(name, data_files, kind, storage_options)
     if data_files is not None:
         return _open_files(name, kind, resolve_files(name, data_files, Path.cwd(), kind))
     files = list(record.get("data_files") or [])
+    if files and all(is_url(f) for f in files):
+        from mixindex.sources.remote import stat_files
+
+        return _remote_source(name, kind, stat_files(name, files, storage_options), storage_options)
     if not files:
         raise SourceError(
             f"dataset {short(name)} was an in-memory datasets.Dataset, which an index cannot "
@@ -110,6 +130,66 @@ def reopen_source(record: Mapping[str, Any], data_files: Any = None) -> Source:
             )
         _check_regular(name, f)
     return _open_files(name, kind, files)
+
+
+def _has_url(data_files: Any) -> bool:
+    entries = [data_files] if isinstance(data_files, str) else data_files
+    return isinstance(entries, (list, tuple)) and any(is_url(e) for e in entries)
+
+
+def _open_remote(
+    name: str, data_files: Any, kind: str | None, options: Mapping[str, Any] | None
+) -> Source:
+    """A source of objects behind URLs (mixindex/sources/remote.py): listed, then opened."""
+    from mixindex.sources.convert import CONVERTED_TYPES, PendingSource
+    from mixindex.sources.remote import list_files, probe_files
+
+    entries = [data_files] if isinstance(data_files, str) else list(data_files)
+    local = next((e for e in entries if not is_url(e)), None)
+    if local is not None:
+        raise SourceError(
+            f"dataset {short(name)}: data_files mixes URLs and the local path {short(local)}; "
+            "split them into two datasets"
+        )
+    by_kind: dict[str | None, tuple[str, ...]] = {
+        None: _PARQUET_SUFFIXES + _ARROW_SUFFIXES,
+        "parquet": _PARQUET_SUFFIXES,
+        "arrow": _ARROW_SUFFIXES,
+        **_CONVERTED_SUFFIXES,
+    }
+    # Entries that name one object each (thousands, say) are looked up all at once; globs,
+    # folders and missing objects go through a listing, which also explains what is wrong.
+    plain = [e for e in entries if not any(c in e.split("://", 1)[1] for c in _GLOB_CHARS)]
+    single = dict(zip(plain, probe_files(name, plain, options), strict=True))
+    files = []
+    seen: set[str] = set()
+    for entry in entries:
+        one = single.get(entry)
+        for f in [one] if one is not None else list_files(name, entry, options, by_kind[kind]):
+            if f.url in seen:
+                raise SourceError(
+                    f"dataset {short(name)}: object {short(f.url)} is listed twice in "
+                    "data_files; list each object once (oversample with weights instead)"
+                )
+            seen.add(f.url)
+            files.append(f)
+    kind = kind or infer_type(name, [f.url for f in files])
+    if kind in CONVERTED_TYPES:
+        objects = {f.url: f for f in files}
+        return PendingSource(name, kind, list(objects), storage_options=options, objects=objects)  # type: ignore[return-value]
+    return _remote_source(name, kind, files, options)
+
+
+def _remote_source(
+    name: str, kind: str, files: Sequence[Any], options: Mapping[str, Any] | None
+) -> Source:
+    if kind == "parquet":
+        from mixindex.sources.remote_parquet import RemoteParquetSource
+
+        return RemoteParquetSource(name, files, storage_options=options)
+    from mixindex.sources.remote_arrow import RemoteArrowSource
+
+    return RemoteArrowSource(name, files, storage_options=options)
 
 
 def _open_files(name: str, kind: str, files: list[str]) -> Source:

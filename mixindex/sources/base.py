@@ -277,6 +277,13 @@ class PieceSource:
         """Row numbers as the pieces count them (a dataset's indices mapping goes here)."""
         return idx
 
+    def _getter_for(
+        self, cols: list[str] | None, rows: np.ndarray
+    ) -> Callable[[int], pa.RecordBatch]:
+        """The piece getter for one read of ``rows`` (mapped): a remote source fetches every
+        piece the rows touch at once here, before they are taken one by one."""
+        return self._piece_getter(cols)
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -293,8 +300,9 @@ class PieceSource:
         if idx.size == 0:
             empty = self._schema.empty_table()
             return empty if cols is None else empty.select(cols)
-        get = self._piece_getter(cols)
-        return take_grouped(self._map_rows(idx), self._offsets, get, zero_copy=self.zero_copy)
+        mapped = self._map_rows(idx)
+        get = self._getter_for(cols, mapped)
+        return take_grouped(mapped, self._offsets, get, zero_copy=self.zero_copy)
 
     def take_parts(
         self, rows: np.ndarray, columns: list[str] | None = None
@@ -304,5 +312,6 @@ class PieceSource:
         idx = check_rows(rows, len(self), self.name)
         if idx.size == 0:
             return [], None
-        get = self._piece_getter(cols)
-        return take_grouped_parts(self._map_rows(idx), self._offsets, get, zero_copy=self.zero_copy)
+        mapped = self._map_rows(idx)
+        get = self._getter_for(cols, mapped)
+        return take_grouped_parts(mapped, self._offsets, get, zero_copy=self.zero_copy)

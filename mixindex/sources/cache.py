@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from mixindex.errors import SourceError
 from mixindex.sources.arrow import ArrowSource
 from mixindex.sources.base import Source, one_line
+from mixindex.sources.remote import is_url
 
 if TYPE_CHECKING:
     pass
@@ -106,7 +107,13 @@ def _convert(src: Source, folder: Path) -> list[str]:
     for k, path in enumerate(src.data_files):
         name = f"part-{k:05d}.arrow"
         try:
-            pf = pq.ParquetFile(path)
+            if is_url(path):
+                # A remote Parquet source: read through fsspec, in order, once.
+                from mixindex.sources.remote import open_url
+
+                pf = pq.ParquetFile(open_url(src.name, path, getattr(src, "storage_options", None)))
+            else:
+                pf = pq.ParquetFile(path)
             try:
                 schema = pf.schema_arrow
                 with (

@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +50,18 @@ class PendingSource:
         files: list[str],
         stream: Any = None,
         num_rows: int | None = None,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        objects: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.type = kind
         self.data_files = list(files)
         self.stream = stream
         self.num_rows = num_rows
+        # Files behind URLs: fsspec's options, and each object's size and version by URL.
+        self.storage_options = dict(storage_options or {})
+        self.objects = dict(objects or {})
 
     def close(self) -> None:
         pass
@@ -69,18 +75,33 @@ def needs_conversion(src: Any) -> bool:
     return isinstance(src, PendingSource) or not getattr(src, "data_files", None)
 
 
-def _text_rows(kind: str, path: str) -> Iterator[pa.Table]:
-    """Tables of rows read from one file of a text format."""
+def _text_rows(src: PendingSource, path: str) -> Iterator[pa.Table]:
+    """Tables of rows read from one file of a text format (local, or a URL read through fsspec)."""
     import pyarrow.csv as pcsv
 
+    kind = src.type
+    remote = path in src.objects
+    if remote:
+        from mixindex.sources.remote import open_url
     try:
         if kind == "csv":
             delimiter = "\t" if path.lower().endswith(".tsv") else ","
-            reader = pcsv.open_csv(path, parse_options=pcsv.ParseOptions(delimiter=delimiter))
-            for batch in reader:
-                yield pa.Table.from_batches([batch])
+            options = pcsv.ParseOptions(delimiter=delimiter)
+            if not remote:
+                yield from (
+                    pa.Table.from_batches([b]) for b in pcsv.open_csv(path, parse_options=options)
+                )
+                return
+            with open_url(src.name, path, src.storage_options) as binary:
+                yield from (
+                    pa.Table.from_batches([b]) for b in pcsv.open_csv(binary, parse_options=options)
+                )
             return
-        with open(path, encoding="utf-8") as f:
+        with (
+            open_url(src.name, path, src.storage_options, "r")
+            if remote
+            else open(path, encoding="utf-8")
+        ) as f:
             if kind == "text":
                 yield from _tables({"text": line.rstrip("\r\n")} for line in f)
                 return
@@ -93,7 +114,10 @@ def _text_rows(kind: str, path: str) -> Iterator[pa.Table]:
                 yield from _tables(records)
             else:
                 yield from _tables(json.loads(line) for line in f if line.strip())
-    except (pa.ArrowException, OSError, ValueError, UnicodeDecodeError) as exc:
+    except SourceError:
+        raise
+    except Exception as exc:
+        # A remote file also fails with its filesystem's own errors (a lost connection).
         raise SourceError(
             f"file {path!r} is not readable as {kind} ({one_line(exc)}); check the file or its type"
         ) from None
@@ -191,9 +215,9 @@ def convert_source(src: Any, cache_dir: Path | str) -> tuple[ArrowSource, dict[s
     name = src.name
     origin: dict[str, Any] = {"name": name, "type": src.type, "data_files": list(src.data_files)}
     if isinstance(src, PendingSource) and src.type in CONVERTED_TYPES:
-        files = [[os.path.basename(f), os.path.getsize(f), hash_file(f)] for f in src.data_files]
+        files = [_file_identity(src, f) for f in src.data_files]
         origin["fingerprint"] = digest({"format": src.type, "files": files})
-        tables: Iterable[pa.Table] = (t for f in src.data_files for t in _text_rows(src.type, f))
+        tables: Iterable[pa.Table] = (t for f in src.data_files for t in _text_rows(src, f))
     elif isinstance(src, PendingSource):
         # A stream: its fingerprint is that of the rows it gave, known once they are read.
         origin.update(type="stream", num_rows_cap=src.num_rows)
@@ -237,6 +261,19 @@ def convert_source(src: Any, cache_dir: Path | str) -> tuple[ArrowSource, dict[s
         return found[0], _record(*found, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _file_identity(src: PendingSource, path: str) -> list[Any]:
+    """What names a text file's content: its bytes' hash, or an object's size and version
+    (ETag, ...), which the store changes whenever the object is rewritten."""
+    obj = src.objects.get(path)
+    if obj is not None and obj.version is not None:
+        return [os.path.basename(path), obj.size, obj.version]
+    if obj is not None:
+        from mixindex.sources.remote_parquet import hash_url
+
+        return [os.path.basename(path), obj.size, hash_url(src.name, path, src.storage_options)]
+    return [os.path.basename(path), os.path.getsize(path), hash_file(path)]
 
 
 def _record(cached: ArrowSource, manifest: dict[str, Any], folder: Path) -> dict[str, Any]:

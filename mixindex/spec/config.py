@@ -81,6 +81,9 @@ class DatasetConfig:
     ``data_files`` is a glob, a path, or a list of them (relative to the spec's folder), or a
     ``datasets.Dataset`` or ``IterableDataset`` object. ``type`` is inferred from the files when
     left out. ``num_rows`` caps how many rows of a streaming dataset are read into the cache.
+    ``data_files`` may be URLs (``s3://``, ``gs://``, ``hf://``, ``https://``, ...), read through
+    fsspec with ``storage_options`` (endpoint, credentials): these are used at build time only
+    and never recorded in an index (:meth:`to_dict` leaves them out).
     """
 
     name: str
@@ -88,6 +91,8 @@ class DatasetConfig:
     type: SourceType | None = None
     cache: CacheKind | None = None
     num_rows: int | None = None
+    # Left out of repr too: a traceback or a log line must not show credentials.
+    storage_options: Mapping[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -110,6 +115,15 @@ class DatasetConfig:
         if self.num_rows is not None:
             rows = whole_number(self.num_rows, f"dataset {short(self.name)} num_rows", minimum=1)
             object.__setattr__(self, "num_rows", rows)
+        options = self.storage_options
+        if options is not None:
+            if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+                # The value is not shown: it may hold credentials.
+                raise SpecError(
+                    f"dataset {name} has storage_options of type {type(options).__name__}; give "
+                    'a table of fsspec options, such as { endpoint_url = "http://..." }'
+                )
+            object.__setattr__(self, "storage_options", dict(options))
         files = self.data_files
         if _is_hf_dataset(files) or _is_hf_dataset(files, "IterableDataset"):
             return

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from mixindex.errors import IndexExistsError, OutputError
+from mixindex.sources.remote import is_url
 from mixindex.store.layout import CHUNK_DIGESTS, POSITION_ARRAYS, TABLE_ARRAYS
 from mixindex.store.meta import attributes_of
 
@@ -113,7 +114,8 @@ def protected_paths(
     for config, src in zip(datasets, sources, strict=True):
         label = f"dataset {src.name!r}'s data"
         out.extend(Protected(label, Path(d), True) for d in _data_folders(config, base_dir))
-        out.extend(Protected(label, Path(f), True) for f in src.data_files)
+        # Objects behind URLs are not on this disk: nothing local to keep clear of.
+        out.extend(Protected(label, Path(f), True) for f in src.data_files if not is_url(f))
     if cache_dir is not None:
         out.append(Protected("the Arrow cache folder", cache_dir, True))
     return out
@@ -130,6 +132,8 @@ def _data_folders(config: Any, base_dir: Path) -> list[str]:
         return []  # an in-memory dataset: its files are in the source's data_files
     folders: list[str] = []
     for entry in entries:
+        if is_url(entry):
+            continue
         text = os.path.expanduser(os.fspath(entry))
         path = os.path.join(os.path.abspath(base_dir), text)
         matches = glob.glob(path, recursive=True) if any(c in text for c in "*?[") else [path]
