@@ -89,12 +89,13 @@ class TokenizerConfig:
             )
 
     @classmethod
-    def parse(cls, value: object, where: str) -> TokenizerConfig | None:
-        """None, a name/path, a table of these fields, or a TokenizerConfig."""
+    def parse(cls, value: object, where: str) -> str | TokenizerConfig | None:
+        """None, a name/path (kept: the tokenize stage gives it its ``max_length``), a table of
+        these fields, or a TokenizerConfig."""
         if value is None or isinstance(value, cls):
             return value
         if isinstance(value, str):
-            return cls(name_or_path=value)
+            return cls(name_or_path=value).name_or_path
         if isinstance(value, Mapping):
             return stage_from_dict(cls, value, where)
         raise SpecError(
