@@ -86,7 +86,7 @@ class StateError(MixIndexError, ValueError):
     """A resume state does not belong to this index or this sharding."""
 
 
-class StageError(MixIndexError, RuntimeError):
+class StageError(MixIndexError, ValueError):
     """Pipeline stages called in an order that cannot work (``pack()`` before ``tokenize()``)."""
 
 
