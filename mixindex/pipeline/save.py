@@ -1,7 +1,7 @@
 """The save stage: the pipeline's stream (tokenized, packed) as Parquet shards.
 
 Shards are ``data-00000.parquet``, ``data-00001.parquet``, ... in ``output_dir``, each closed
-once its rows pass ``max_shard_size`` bytes (in memory, before compression). Each shard is
+once its rows reach ``max_shard_size`` bytes (Arrow's in-memory size, before compression). Each shard is
 written under a temporary name and renamed when complete. A folder holding anything is refused
 unless ``overwrite=True``, which replaces only files named like our shards; a mix that never
 ends is refused before anything is written.
@@ -83,10 +83,13 @@ def save_stream(stream: Stream, config: SaveStageConfig, output_dir: str | Path)
         writer, written = None, 0
 
     rows: list[dict[str, Any]] = []
+    target = 32  # grows or shrinks once a row's size is known
 
     def flush(chunk: Sequence[dict[str, Any]]) -> None:
-        nonlocal writer, written
+        nonlocal writer, written, target
         table = pa.Table.from_pylist([{k: _plain(v) for k, v in r.items()} for r in chunk])
+        # Rows per chunk: as many as fit in what is left of the shard, so shards stay near it.
+        per_row = max(1, table.nbytes // max(1, len(chunk)))
         if writer is not None and not table.schema.equals(writer.schema):
             close()
         if writer is None:
@@ -95,11 +98,12 @@ def save_stream(stream: Stream, config: SaveStageConfig, output_dir: str | Path)
         written += table.nbytes
         if written >= limit:
             close()
+        target = max(1, min(_ROWS, (limit - written) // per_row))
 
     try:
         for item, _ in stream.iterate(None):
             rows.append(item)
-            if len(rows) == _ROWS:
+            if len(rows) >= target:
                 flush(rows)
                 rows = []
         if rows:
