@@ -72,7 +72,7 @@ def config(root: Path, **kw: Any) -> PipelineConfig:
                 additional_fields=["n"],
             )
             for n in SIZES
-        ],  # fmt: skip
+        ],
         mix=mix,
         load=kw.pop("load", LoadStageConfig(batch_size=4)),
         **kw,
@@ -151,7 +151,7 @@ def test_a_dataset_without_a_tokenizer_is_an_error(root: Path) -> None:
                 content_field="body",
                 tokenizer=str(root / "tok" / "tokenizer.json"),
             )
-        ],  # fmt: skip
+        ],
         mix=c.mix,
     )
     with pytest.raises(SourceError, match="no field 'body'"):
@@ -166,8 +166,12 @@ def test_tokenizer_from_a_folder_and_from_tokenizer_json_agree(root: Path) -> No
             mix=c.mix,
             tokenize=TokenizeStageConfig(default_tokenizer=tok, batch_size=7),
         )
-        return [ex["input_ids"] for ex in itertools.islice(iter(
-            Pipeline.from_config(c).source().mix().tokenize().build()), 30)]  # fmt: skip
+        return [
+            ex["input_ids"]
+            for ex in itertools.islice(
+                iter(Pipeline.from_config(c).source().mix().tokenize().build()), 30
+            )
+        ]
 
     a = first(str(root / "tok" / "hf"))
     b = first(str(root / "tok" / "tokenizer.json"))
@@ -190,25 +194,32 @@ def test_unnamed_datasets_are_named_dataset_i(root: Path) -> None:
 def test_seed_zero_is_a_seed(root: Path, caplog: pytest.LogCaptureFixture) -> None:
     # EasyDeL's mix() treats seed=0 as "no seed" and draws one.
     def run() -> list[tuple[str, int]]:
-        c = config(root, mix=MixStageConfig(weights={"code": 0.5, "text": 0.5}, block_size=10,
-                                            seed=0))  # fmt: skip
-        return [(ex["__source__"], ex["n"]) for ex in itertools.islice(
-            iter(Pipeline.from_config(c).source().mix().build()), 100)]  # fmt: skip
+        c = config(
+            root, mix=MixStageConfig(weights={"code": 0.5, "text": 0.5}, block_size=10, seed=0)
+        )
+        return [
+            (ex["__source__"], ex["n"])
+            for ex in itertools.islice(iter(Pipeline.from_config(c).source().mix().build()), 100)
+        ]
 
     first = run()
     assert run() == first
     assert "drew seed" not in caplog.text
-    other = config(root, mix=MixStageConfig(weights={"code": 0.5, "text": 0.5}, block_size=10,
-                                             seed=1))  # fmt: skip
-    assert [(ex["__source__"], ex["n"]) for ex in itertools.islice(
-        iter(Pipeline.from_config(other).source().mix().build()), 100)] != first  # fmt: skip
+    other = config(
+        root, mix=MixStageConfig(weights={"code": 0.5, "text": 0.5}, block_size=10, seed=1)
+    )
+    assert [
+        (ex["__source__"], ex["n"])
+        for ex in itertools.islice(iter(Pipeline.from_config(other).source().mix().build()), 100)
+    ] != first
 
 
 def test_mix_from_an_index_is_the_in_memory_mix_and_is_built_once(
     root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    mix = MixStageConfig(weights={"code": 0.4, "text": 0.6}, block_size=10, seed=3,
-                         num_examples=300)  # fmt: skip
+    mix = MixStageConfig(
+        weights={"code": 0.4, "text": 0.6}, block_size=10, seed=3, num_examples=300
+    )
     c = config(root, mix=mix)
     index = tmp_path / "mix.mixindex"
     memory = [(e["__source__"], e["n"]) for e in Pipeline.from_config(c).source().mix().build()]
@@ -225,8 +236,12 @@ def test_mix_from_an_index_is_the_in_memory_mix_and_is_built_once(
     )
     list(Pipeline.from_config(c).source().mix(index=index).build())
     assert builds == []  # same spec, same files: reused
-    other = config(root, mix=MixStageConfig(weights={"code": 0.5, "text": 0.5}, block_size=10,
-                                            seed=3, num_examples=300))  # fmt: skip
+    other = config(
+        root,
+        mix=MixStageConfig(
+            weights={"code": 0.5, "text": 0.5}, block_size=10, seed=3, num_examples=300
+        ),
+    )
     again = [
         (e["__source__"], e["n"])
         for e in Pipeline.from_config(other).source().mix(index=index).build()
@@ -251,8 +266,9 @@ def test_packed_and_padded_batches_are_2d_int_arrays(root: Path) -> None:
     batch = take(Pipeline.from_config(c).source().tokenize().mix().pack().load().build(), 1)[0]
     assert set(batch) == {"input_ids", "attention_mask", "segment_ids"}
     assert all(v.shape == (3, 32) and v.dtype == np.int32 for v in batch.values())
-    padded = TokenizerConfig(name_or_path=str(root / "tok" / "hf"), padding="max_length",
-                             max_length=24)  # fmt: skip
+    padded = TokenizerConfig(
+        name_or_path=str(root / "tok" / "hf"), padding="max_length", max_length=24
+    )
     c = config(root, default_tokenizer=padded)
     c = PipelineConfig(
         datasets=[DatasetConfig(name=d.name, data_files=d.data_files) for d in c.datasets],
@@ -267,13 +283,14 @@ def test_packed_and_padded_batches_are_2d_int_arrays(root: Path) -> None:
 
 
 def test_drop_last(root: Path) -> None:
-    mix = MixStageConfig(weights={"code": 0.5, "text": 0.5}, seed=1, block_size=10,
-                         stop_strategy="first_exhausted")  # fmt: skip
+    mix = MixStageConfig(
+        weights={"code": 0.5, "text": 0.5}, seed=1, block_size=10, stop_strategy="first_exhausted"
+    )
     sizes = {}
     for drop in (True, False):
         c = config(root, mix=mix, load=LoadStageConfig(batch_size=7, drop_last=drop))
-        sizes[drop] = [len(b["input_ids"]) for b in
-                       Pipeline.from_config(c).source().tokenize().mix().load().build()]  # fmt: skip
+        p = Pipeline.from_config(c).source().tokenize().mix().load()
+        sizes[drop] = [len(b["input_ids"]) for b in p.build()]
     total = 120  # code's 60 rows run out first, at position 120
     assert sizes[True] == [7] * (total // 7)
     assert sizes[False] == [7] * (total // 7) + [total % 7]
@@ -283,8 +300,11 @@ def test_the_shuffle_buffer_is_seeded_and_leaves_the_global_rng_alone(root: Path
     # EasyDeL's loader shuffles with the global ``random`` module.
     def run(shuffle: int | None) -> list[Any]:
         c = config(root, seed=11, load=LoadStageConfig(batch_size=5, shuffle_buffer_size=shuffle))
-        return [x for b in take(Pipeline.from_config(c).source().tokenize().mix().load().build(),
-                                10) for x in ids(b)]  # fmt: skip
+        return [
+            x
+            for b in take(Pipeline.from_config(c).source().tokenize().mix().load().build(), 10)
+            for x in ids(b)
+        ]
 
     random.seed(1)
     before = random.getstate()
@@ -308,7 +328,7 @@ def test_prefetch_raises_the_error_it_met(root: Path, tmp_path: Path) -> None:
                 data_files=str(bad / "a.parquet"),
                 tokenizer=str(root / "tok" / "tokenizer.json"),
             )
-        ],  # fmt: skip
+        ],
         mix=MixStageConfig(seed=1, block_size=5, stop_strategy="first_exhausted"),
         tokenize=TokenizeStageConfig(batch_size=5),
         load=LoadStageConfig(batch_size=5, prefetch_enabled=True),
@@ -331,8 +351,9 @@ def test_a_slow_source_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
             yield {"x": np.array([i])}, {"position": i + 1}
 
     state: list[Any] = [None]
-    loader = load_module.Loader(slow, LoadStageConfig(), lambda: state[0],
-                                lambda s: state.__setitem__(0, s))  # fmt: skip
+    loader = load_module.Loader(
+        slow, LoadStageConfig(), lambda: state[0], lambda s: state.__setitem__(0, s)
+    )
     assert [int(b["x"][0]) for b in loader] == [0, 1, 2, 3]
     assert state[0] == {"position": 4}
     assert not [t for t in threading.enumerate() if t.name == "mixindex-prefetch" and t.is_alive()]
@@ -359,14 +380,15 @@ def test_torch_dataloader(root: Path) -> None:
 def test_a_packed_pipeline_resumes_mid_stream(
     root: Path, tmp_path: Path, strategy: str, index: bool
 ) -> None:
-    mix = MixStageConfig(weights={"code": 0.4, "text": 0.6}, block_size=10, seed=3,
-                         num_examples=400)  # fmt: skip
+    mix = MixStageConfig(
+        weights={"code": 0.4, "text": 0.6}, block_size=10, seed=3, num_examples=400
+    )
     c = config(
         root,
         mix=mix,
         pack=PackStageConfig(
             seq_length=24, strategy=strategy, num_packers=2, shuffle_buffer_factor=3
-        ),  # fmt: skip
+        ),
         load=LoadStageConfig(batch_size=3, shuffle_buffer_size=5),
     )
 
@@ -401,10 +423,15 @@ def test_a_state_of_another_pipeline_is_refused(root: Path) -> None:
 
 
 def test_save_writes_parquet_shards(root: Path, tmp_path: Path) -> None:
-    mix = MixStageConfig(weights={"code": 0.4, "text": 0.6}, block_size=10, seed=3,
-                         num_examples=200)  # fmt: skip
-    c = config(root, mix=mix, pack=PackStageConfig(seq_length=16, shuffle_packed=False),
-               save=SaveStageConfig(max_shard_size="8KB"))  # fmt: skip
+    mix = MixStageConfig(
+        weights={"code": 0.4, "text": 0.6}, block_size=10, seed=3, num_examples=200
+    )
+    c = config(
+        root,
+        mix=mix,
+        pack=PackStageConfig(seq_length=16, shuffle_packed=False),
+        save=SaveStageConfig(max_shard_size="8KB"),
+    )
     out = tmp_path / "out"
     p = Pipeline.from_config(c).source().tokenize().mix().pack().save(out)
     assert len(p.saved_paths) > 1 and all(f.name.startswith("data-") for f in p.saved_paths)

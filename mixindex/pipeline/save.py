@@ -1,10 +1,10 @@
 """The save stage: the pipeline's stream (tokenized, packed) as Parquet shards.
 
 Shards are ``data-00000.parquet``, ``data-00001.parquet``, ... in ``output_dir``, each closed
-once its rows reach ``max_shard_size`` bytes (Arrow's in-memory size, before compression). Each shard is
-written under a temporary name and renamed when complete. A folder holding anything is refused
-unless ``overwrite=True``, which replaces only files named like our shards; a mix that never
-ends is refused before anything is written.
+once its rows reach ``max_shard_size`` bytes (Arrow's in-memory size, before compression).
+Each shard is written under a temporary name and renamed when complete. A folder holding
+anything is refused unless ``overwrite=True``, which replaces only files named like our shards;
+a mix that never ends is refused before anything is written.
 """
 
 from __future__ import annotations
