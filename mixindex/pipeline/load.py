@@ -1,9 +1,9 @@
 """The load stage: batches of stacked numpy arrays, prefetched in the background.
 
-A batch is a dict of arrays, one row per example: token lists of one length (packed or padded)
-become a 2-D integer array, ragged ones an object array of 1-D arrays, strings (``__source__``)
-a string array. ``jax.device_put`` takes these as they are; :meth:`Loader.torch` wraps the
-loader for a PyTorch ``DataLoader``.
+A batch is a dict of arrays, one row per example: packed or padded tokens become a 2-D integer
+array, unpadded ones an object array of 1-D arrays, strings (``__source__``) a string array.
+``jax.device_put`` takes these as they are; :meth:`Loader.torch` wraps the loader for a
+PyTorch ``DataLoader``.
 
 Prefetching runs in one background thread (so batches keep their order) that hands over
 batches or the error it met: an error in a worker is raised in the training loop, and a slow
@@ -36,7 +36,10 @@ def _column(values: list[Any]) -> np.ndarray:
         return np.array(values, dtype=str)
     if isinstance(first, (list, tuple, np.ndarray)):
         arrays = [np.asarray(v) for v in values]
-        if len({a.shape for a in arrays}) == 1:
+        # Arrays of one shape (packed, padded) stack; lists are ragged token lists, kept as an
+        # object array even when a batch happens to hold equal lengths, so the shape of a
+        # field never depends on the data.
+        if isinstance(first, np.ndarray) and len({a.shape for a in arrays}) == 1:
             return np.stack(arrays)
         out = np.empty(len(arrays), dtype=object)
         out[:] = arrays

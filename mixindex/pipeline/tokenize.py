@@ -21,6 +21,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mixindex.errors import SourceError, SpecError, clip, one_line, short
 from mixindex.pipeline.stages import TokenizerConfig
 from mixindex.pipeline.stream import PositionStream, position_of
@@ -146,8 +148,15 @@ class TokenizeStream:
                     f"tokenizer {short(plan.tokenizer.name_or_path)} refused dataset "
                     f"{short(name)}'s examples: {clip(one_line(exc))}"
                 ) from None
+            # Padded outputs have one length: arrays, which the loader stacks into 2-D batches.
+            padded = plan.tokenizer.padding not in (False, "do_not_pad")
             for j, i in enumerate(members):
-                row = {k: v[j] for k, v in enc.items()}
+                row = {
+                    k: np.asarray(v[j], dtype=np.int32)
+                    if padded and isinstance(v[j], list)
+                    else v[j]
+                    for k, v in enc.items()
+                }
                 for f in plan.additional_fields:
                     if f not in examples[i]:
                         raise SourceError(
