@@ -133,7 +133,7 @@ class DatasetMixture:
         if w is None:
             return None
         if isinstance(w, Mapping):
-            if set(w) <= set(names) or len(w) != len(names):
+            if set(w) & set(names) or len(w) != len(names):
                 return dict(w)  # checked against the names by PipelineConfig
             logger.info(
                 "mixture_weights keys %s name no inform; taking them in inform order (%s)",
