@@ -1,8 +1,11 @@
 """``Pipeline``: EasyDeL's fluent pipeline from files to training batches, resumable in O(1).
 
+    >>> from mixindex import load_spec
+    >>> config = dataclasses.replace(load_spec("mix.toml"), load=LoadStageConfig(batch_size=4))
     >>> pipeline = Pipeline.from_config(config)
-    >>> for batch in pipeline.source().tokenize().mix().load().build():
-    ...     train_step(batch)
+    >>> batches = iter(pipeline.source().mix(index="mix.mixindex").load().build())
+    >>> next(batches)["__source__"]  # with tokenize(): input_ids, attention_mask too
+    array(['code', 'code', 'text', 'code'], dtype='<U4')
     >>> state = pipeline.state_dict()  # later: pipeline.load_state_dict(state), then build()
 
 Stages are recorded in order and run lazily by :meth:`Pipeline.build`: ``source()`` comes
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mixindex.errors import StageError, StateError, short
+from mixindex.pipeline.stages import LoadStageConfig
 from mixindex.pipeline.stream import PositionStream, Stream
 from mixindex.sources.base import digest
 from mixindex.spec.config import PipelineConfig

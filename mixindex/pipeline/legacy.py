@@ -1,10 +1,12 @@
 """EasyDeL's legacy API that works: ``DatasetMixture``, ``TextDatasetInform``, ``build_dataset``.
 
     >>> mixture = DatasetMixture(
-    ...     informs=[TextDatasetInform(data_files="a/*.parquet", content_field="text"),
-    ...              TextDatasetInform(data_files="b/*.json", content_field="content")],
-    ...     mixture_weights={"ds1": 0.7, "ds2": 0.3}, seed=42)
+    ...     informs=[TextDatasetInform(data_files="data/code/*.parquet", content_field="text"),
+    ...              TextDatasetInform(data_files="data/text/*.arrow", content_field="text")],
+    ...     mixture_weights={"ds1": 0.7, "ds2": 0.3}, mixture_block_size=10, seed=42)
     >>> dataset = build_dataset(mixture)  # an IterableDataset, mixed block by block
+    >>> [ex["text"] for ex in dataset.take(3)]
+    ['def f0(): pass', 'def f1(): pass', 'text 0']
 
 Each example holds its inform's ``content_field`` under ``text_target_field`` plus the inform's
 ``additional_fields``, as EasyDeL's do. Unlike EasyDeL, the mix is real: the same planner as
