@@ -1,6 +1,6 @@
 """``Pipeline``: EasyDeL's fluent pipeline from files to training batches, resumable in O(1).
 
-    >>> from mixindex import load_spec
+    >>> from mixindex import LoadStageConfig, load_spec
     >>> config = dataclasses.replace(load_spec("mix.toml"), load=LoadStageConfig(batch_size=4))
     >>> pipeline = Pipeline.from_config(config)
     >>> batches = iter(pipeline.source().mix(index="mix.mixindex").load().build())
@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from mixindex.errors import StageError, StateError, short
-from mixindex.pipeline.stages import LoadStageConfig
 from mixindex.pipeline.stream import PositionStream, Stream
 from mixindex.sources.base import digest
 from mixindex.spec.config import PipelineConfig
