@@ -87,8 +87,8 @@ from mixindex.pipeline.stages import (
     LoadStageConfig,
     PackStageConfig,
     SaveStageConfig,
-    TokenizeStageConfig,
     TokenizerConfig,
+    TokenizeStageConfig,
 )
 from mixindex.spec.config import (
     DatasetConfig,

@@ -147,9 +147,9 @@ class DatasetConfig:
                 f"datasets[{index}] = {short(d)} must be a table with name and data_files"
             )
         check_keys(d, [f.name for f in fields(cls)], f"datasets[{index}]")
-        for key in ("name", "data_files"):
-            if key not in d:
-                raise SpecError(f"datasets[{index}] has no {key!r}; every dataset needs one")
+        # A dataset without a name is named by PipelineConfig ("dataset_{i}"), as in EasyDeL.
+        if "data_files" not in d:
+            raise SpecError(f"datasets[{index}] has no 'data_files'; every dataset needs one")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
