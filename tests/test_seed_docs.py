@@ -518,7 +518,7 @@ def test_pipeline_api_mixing(hub: Path, tmp_path: Path, monkeypatch: pytest.Monk
     from tests.tokenizing import make_tokenizer
 
     _, llama = make_tokenizer(tmp_path / "tok")  # stands for "meta-llama/Llama-2-7b"
-    monkeypatch.chdir(hub)
+    monkeypatch.chdir(tmp_path)
     Path("code_data").mkdir()
     Path("text_data").mkdir()
     for name, folder in (("code", "code_data"), ("text", "text_data")):
@@ -588,8 +588,8 @@ def test_pipeline_api_mixing(hub: Path, tmp_path: Path, monkeypatch: pytest.Monk
 # ---- Legacy DatasetMixture API -----------------------------------------------------------------
 
 
-def test_legacy_dataset_mixture(hub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(hub)
+def test_legacy_dataset_mixture(hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     Path("data1").mkdir()
     for f in (hub / "code").glob("*.parquet"):
         Path("data1", f.name).symlink_to(f)

@@ -188,6 +188,7 @@ class LoadStageConfig:
 
     batch_size: int = 8
     prefetch_enabled: bool = True
+    # Accepted for EasyDeL configs: one thread prefetches, so that batches keep their order.
     prefetch_workers: int = 2
     prefetch_buffer_size: int = 4
     shuffle_buffer_size: int | None = None

@@ -36,7 +36,8 @@ logger = logging.getLogger("mixindex")
 
 
 class Stream(Protocol):
-    """Items with the state after each; ``length`` is None when unknown or endless."""
+    """Items with the state after each; ``endless`` when it never ends (a ``restart`` mix
+    without ``num_examples``)."""
 
     endless: bool
 
