@@ -417,6 +417,36 @@ def test_a_state_of_another_pipeline_is_refused(root: Path) -> None:
         other.load_state_dict(state)
     with pytest.raises(StateError, match="not a state"):
         p.load_state_dict({"version": 99})
+    # A state loaded before the stages is checked when the pipeline is built.
+    early = Pipeline.from_config(config(root))
+    early.load_state_dict(state)
+    with pytest.raises(StateError, match="another pipeline"):
+        early.source().tokenize().mix().build()
+    ok = Pipeline.from_config(config(root))
+    ok.load_state_dict(state)
+    resumed = take(ok.source().tokenize().mix().load().build(), 1)[0]
+    whole = take(Pipeline.from_config(config(root)).source().tokenize().mix().load().build(), 3)
+    assert ids(resumed) == ids(whole[2])
+
+
+def test_enabled_stages_run_without_being_called(root: Path, tmp_path: Path) -> None:
+    mix = MixStageConfig(
+        weights={"code": 0.4, "text": 0.6}, block_size=10, seed=3, num_examples=100
+    )
+    out = tmp_path / "saved"
+    c = config(
+        root,
+        mix=mix,
+        pack=PackStageConfig(enabled=True, seq_length=16),
+        save=SaveStageConfig(enabled=True, output_dir=str(out)),
+    )
+    p = Pipeline.from_config(c).source().tokenize().mix().load()
+    assert p.stages == ["source", "tokenize", "mix", "pack", "load"]
+    assert p.saved_paths and all(f.parent == out for f in p.saved_paths)
+    rows = pa.concat_tables([pq.read_table(f) for f in p.saved_paths]).num_rows
+    batches = list(p.build())
+    assert all(b["input_ids"].shape == (4, 16) for b in batches)
+    assert rows // 4 == len(batches)
 
 
 # ---- save ----------------------------------------------------------------------------------------

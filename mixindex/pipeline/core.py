@@ -51,6 +51,8 @@ class Pipeline:
         self._index: Path | None = None
         self._cache_dir: str | Path | None = None
         self._state: Any = None
+        self._expected: str | None = None  # a loaded state's pipeline, checked at build()
+        self._saved = False
         self.saved_paths: list[Path] = []
 
     @classmethod
@@ -105,10 +107,15 @@ class Pipeline:
         return self._add("pack")
 
     def load(self) -> Pipeline:
-        """Batch the stream as ``config.load`` says (the last stage before ``build()``)."""
+        """Batch the stream as ``config.load`` says (the last stage before ``build()``). With
+        ``pack.enabled`` it packs first, and with ``save.enabled`` it saves first, when
+        ``pack()`` / ``save()`` were not called: an enabled stage is never skipped."""
         if self.config.pack.enabled and "pack" not in self.stages and "tokenize" in self.stages:
             logger.info("pack.enabled is true: packing before load()")
             self._add("pack")
+        if self.config.save.enabled and not self._saved and "source" in self.stages:
+            logger.info("save.enabled is true: saving before load()")
+            self.save()
         return self._add("load")
 
     def save(self, output_dir: str | Path | None = None) -> Pipeline:
@@ -122,6 +129,7 @@ class Pipeline:
 
         out = Path(output_dir if output_dir is not None else self.config.save.output_dir)
         self.saved_paths = save_stream(self._stream(), self.config.save, out)
+        self._saved = True
         return self
 
     # ---- running ---------------------------------------------------------------------------------
@@ -163,6 +171,8 @@ class Pipeline:
     def build(self) -> Any:
         """The pipeline's output: a :class:`~mixindex.pipeline.load.Loader` of batches after
         ``load()``, else an iterable of examples. Each iteration starts at the current state."""
+        if self._expected is not None:
+            self._check(self._expected)
         stream = self._stream()
         if "load" not in self.stages:
             return _Examples(self, stream)
@@ -211,13 +221,23 @@ class Pipeline:
                 f"pipeline state {short(state)} is not a state of this version "
                 f"({STATE_VERSION}); pass what Pipeline.state_dict() returned"
             )
-        mine = self.fingerprint()
-        if state.get("pipeline") != mine:
-            raise StateError(
-                f"pipeline state is of another pipeline ({short(state.get('pipeline'))}, this "
-                f"one is {mine}): same config, seeds and stages are needed to resume"
-            )
+        expected = state.get("pipeline")
+        if not isinstance(expected, str):
+            raise StateError(f"pipeline state {short(state)} names no pipeline")
+        if self.stages:
+            self._check(expected)
+        else:
+            self._expected = expected  # loaded before the stages: checked by build()
         self._state = state.get("state")
+
+    def _check(self, expected: str) -> None:
+        mine = self.fingerprint()
+        if expected != mine:
+            raise StateError(
+                f"pipeline state is of another pipeline ({short(expected)}, this one is "
+                f"{mine}): the same config, seeds and stages are needed to resume"
+            )
+        self._expected = None
 
     def __repr__(self) -> str:
         chain = ".".join(f"{s}()" for s in self.stages) or "(no stages)"
