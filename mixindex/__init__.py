@@ -19,6 +19,7 @@ __all__ = [
     "CompositeShardedSource",
     "CsvShardedSource",
     "DatasetConfig",
+    "DatasetMixture",
     "FilteredShardedSource",
     "HFDatasetShardedSource",
     "IndexExistsError",
@@ -26,17 +27,21 @@ __all__ = [
     "IndexReplacedError",
     "JsonShardedSource",
     "LimitedShardedSource",
+    "LoadStageConfig",
     "MappedShardedSource",
     "MixIndexError",
     "MixStageConfig",
     "MixedDataset",
     "MixedShardedSource",
     "OutputError",
+    "PackStageConfig",
     "ParquetShardedSource",
+    "Pipeline",
     "PipelineConfig",
     "PlanError",
     "QueryError",
     "QueryTimeout",
+    "SaveStageConfig",
     "ShardInfo",
     "ShardedDataSource",
     "ShardingError",
@@ -44,14 +49,19 @@ __all__ = [
     "SourceChangedError",
     "SourceError",
     "SpecError",
+    "StageError",
     "StateError",
     "StopStrategy",
+    "TextDatasetInform",
     "TextShardedSource",
+    "TokenizeStageConfig",
+    "TokenizerConfig",
     "WeightSchedulePoint",
     "WeightScheduler",
     "__version__",
     "block_mixture_interleave",
     "build",
+    "build_dataset",
     "load_spec",
     "open",
 ]
@@ -70,7 +80,15 @@ from mixindex.errors import (
     SourceChangedError,
     SourceError,
     SpecError,
+    StageError,
     StateError,
+)
+from mixindex.pipeline.stages import (
+    LoadStageConfig,
+    PackStageConfig,
+    SaveStageConfig,
+    TokenizerConfig,
+    TokenizeStageConfig,
 )
 from mixindex.spec.config import (
     DatasetConfig,
@@ -102,6 +120,8 @@ if TYPE_CHECKING:
         ShardInfo,
         ShuffledShardedSource,
     )
+    from mixindex.pipeline.core import Pipeline
+    from mixindex.pipeline.legacy import DatasetMixture, TextDatasetInform, build_dataset
     from mixindex.read.dataset import MixedDataset, open
 
 # The reader and the builder load on first use, so that `import mixindex` stays light.
@@ -125,6 +145,12 @@ _LAZY = {
     "CsvShardedSource": "mixindex.mixing.files",
     "TextShardedSource": "mixindex.mixing.files",
     "HFDatasetShardedSource": "mixindex.mixing.hf",
+    # EasyDeL's Pipeline API and legacy DatasetMixture (mixindex/pipeline/); tokenizers load
+    # when a pipeline first tokenizes.
+    "Pipeline": "mixindex.pipeline.core",
+    "DatasetMixture": "mixindex.pipeline.legacy",
+    "TextDatasetInform": "mixindex.pipeline.legacy",
+    "build_dataset": "mixindex.pipeline.legacy",
 }
 
 

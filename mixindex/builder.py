@@ -19,7 +19,7 @@ from typing import Any
 from mixindex.plan.planner import ChunkTask, PlanInputs, Planner
 from mixindex.sources import open_source
 from mixindex.sources.convert import PendingSource
-from mixindex.spec.config import PipelineConfig, load_spec
+from mixindex.spec.config import PipelineConfig, check_finite, load_spec
 from mixindex.store.output import (
     check_existing,
     check_free_space,
@@ -122,6 +122,7 @@ def _build(
     cache_dir: str | Path | None,
 ) -> Path:
     config = spec if isinstance(spec, PipelineConfig) else load_spec(spec)
+    check_finite(config)  # a Python PipelineConfig may stream forever; an index cannot
     started = time.perf_counter()
     sources = [open_source(d, config.base_dir) for d in config.datasets]
     from mixindex.sources.cache import default_cache_dir

@@ -86,6 +86,10 @@ class StateError(MixIndexError, ValueError):
     """A resume state does not belong to this index or this sharding."""
 
 
+class StageError(MixIndexError, ValueError):
+    """Pipeline stages called in an order that cannot work (``pack()`` before ``tokenize()``)."""
+
+
 class ShardingError(MixIndexError, ValueError):
     """A data-parallel sharding is invalid (rank, world size, global batch size) or leaves a
     rank nothing to read."""

@@ -5,8 +5,8 @@ Users come with that page in hand. Each test below runs one of its snippets as w
 of the hub (``load_dataset("parquet", data_files=local, streaming=True)``,
 ``Dataset.from_dict(...)``), then checks what the page promises and what mixindex adds: exact
 counts, ``__source__``, stop strategies that end, same and different seeds, the same sequence as
-a built index, and resume in the middle. (The Pipeline API and the legacy ``DatasetMixture``
-snippets belong to the pipeline work and are not here.)
+a built index, and resume in the middle. The Pipeline API and legacy ``DatasetMixture`` snippets
+tokenize with a tokenizer built locally (``tests/tokenizing.py``) in place of the hub's.
 """
 
 from __future__ import annotations
@@ -505,3 +505,134 @@ def test_reproducibility(sources: dict[str, Any]) -> None:
     workers = [MixedShardedSource(sources=sources, seed=42) for _ in range(2)]
     heads = [pairs(itertools.islice(w.open_shard("mixed_shard_0"), 500)) for w in workers]
     assert heads[0] == heads[1] == pairs(itertools.islice(mixed.open_shard("mixed_shard_0"), 500))
+
+
+# ---- Pipeline API Mixing -----------------------------------------------------------------------
+
+
+class Trained(Exception):
+    """Ends the page's endless training loop ("restart" never runs out)."""
+
+
+def test_pipeline_api_mixing(hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.tokenizing import make_tokenizer
+
+    _, llama = make_tokenizer(tmp_path / "tok")  # stands for "meta-llama/Llama-2-7b"
+    monkeypatch.chdir(tmp_path)
+    Path("code_data").mkdir()
+    Path("text_data").mkdir()
+    for name, folder in (("code", "code_data"), ("text", "text_data")):
+        for f in (hub / name).glob("*.parquet"):
+            Path(folder, f.name).symlink_to(f)
+    batches: list[dict[str, Any]] = []
+
+    def train_step(batch: dict[str, Any]) -> None:
+        batches.append(batch)
+        if len(batches) == 250:
+            raise Trained
+
+    from mixindex import (
+        DatasetConfig,
+        MixStageConfig,
+        Pipeline,
+        PipelineConfig,
+    )
+
+    config = PipelineConfig(
+        datasets=[
+            DatasetConfig(
+                name="code",
+                data_files="code_data/*.parquet",
+                tokenizer=str(llama),
+            ),
+            DatasetConfig(
+                name="text",
+                data_files="text_data/*.parquet",
+                tokenizer=str(llama),
+            ),
+        ],
+        mix=MixStageConfig(
+            weights={"code": 0.3, "text": 0.7},
+            block_size=1000,
+            stop_strategy="restart",
+        ),
+    )
+
+    pipeline = Pipeline.from_config(config)
+    with pytest.raises(Trained):
+        for batch in pipeline.source().tokenize().mix().load().build():
+            train_step(batch)
+
+    # LoadStageConfig's default batch of 8: stacked numpy arrays, one row per example.
+    for batch in batches:
+        assert set(batch) == {"input_ids", "attention_mask", "__source__"}
+        assert batch["input_ids"].shape == batch["__source__"].shape == (8,)
+        assert batch["__source__"].dtype.kind == "U"
+    sources = [s for b in batches for s in b["__source__"]]
+    assert Counter(sources[:1000]) == Counter(sources[1000:]) == {"code": 300, "text": 700}
+    tok = batches[0]["input_ids"][0]
+    assert tok.ndim == 1 and len(tok) > 0 and tok.dtype.kind == "i"
+    # The loop can stop and go on: the state after the last batch resumes at the next one.
+    state = json.loads(json.dumps(pipeline.state_dict()))
+    again = Pipeline.from_config(config).source().tokenize().mix().load()
+    again.load_state_dict(state)
+    following = next(iter(again.build()))
+    whole = Pipeline.from_config(config).source().tokenize().mix().load().build()
+    expected = next(itertools.islice(iter(whole), 250, None))
+    assert following["__source__"].tolist() == expected["__source__"].tolist()
+    assert [x.tolist() for x in following["input_ids"]] == [
+        x.tolist() for x in expected["input_ids"]
+    ]
+
+
+# ---- Legacy DatasetMixture API -----------------------------------------------------------------
+
+
+def test_legacy_dataset_mixture(hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("data1").mkdir()
+    for f in (hub / "code").glob("*.parquet"):
+        Path("data1", f.name).symlink_to(f)
+    Path("data2").mkdir()
+    with open("data2/part-0.json", "w", encoding="utf-8") as f:
+        for i in range(400):
+            f.write(json.dumps({"content": f"doc {i}", "n": i}) + "\n")
+
+    from mixindex import DatasetMixture, TextDatasetInform, build_dataset
+
+    mixture = DatasetMixture(
+        informs=[
+            TextDatasetInform(
+                type="parquet",
+                data_files="data1/*.parquet",
+                content_field="text",
+            ),
+            TextDatasetInform(
+                type="json",
+                data_files="data2/*.json",
+                content_field="content",
+            ),
+        ],
+        mixture_weights={"ds1": 0.7, "ds2": 0.3},
+        block_mixture=True,
+        mixture_block_size=2048,
+        streaming=True,
+        seed=42,
+    )
+
+    dataset = build_dataset(mixture)
+
+    assert isinstance(dataset, datasets.IterableDataset)
+    head = list(itertools.islice(dataset, 4096))
+    assert all(set(ex) == {"text"} for ex in head)
+    # "ds1" and "ds2" name no inform: the weights are taken in inform order, and every block
+    # of 2048 holds its exact share (1433.6 and 614.4 examples).
+    for block in (head[:2048], head[2048:]):
+        code = sum(ex["text"].startswith("code example") for ex in block)
+        assert (
+            code in (1433, 1434)
+            and sum(ex["text"].startswith("doc") for ex in block) == 2048 - code
+        )
+    # Each source is read in order and restarts when it runs out (700 code rows).
+    codes = [ex["text"] for ex in head if ex["text"].startswith("code")]
+    assert codes[:700] == [f"code example {i}" for i in range(700)] and codes[700] == codes[0]

@@ -18,11 +18,26 @@ import logging
 import secrets
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from mixindex.errors import SpecError, clip, one_line, short
+from mixindex.pipeline.stages import (
+    LoadStageConfig,
+    PackStageConfig,
+    SaveStageConfig,
+    TokenizerConfig,
+    TokenizeStageConfig,
+    stage_from_dict,
+)
+from mixindex.spec.dataset import (
+    SOURCE_TYPES,
+    CacheKind,
+    DatasetConfig,
+    SourceType,
+    check_keys,
+)
 from mixindex.spec.schedule import (
     Interpolation,
     WeightSchedulePoint,
@@ -32,12 +47,20 @@ from mixindex.spec.schedule import (
     whole_number,
 )
 
-# json, csv and text files are converted into the Arrow cache when an index is built.
-SourceType = Literal["parquet", "arrow", "json", "csv", "text"]
-SOURCE_TYPES: tuple[str, ...] = get_args(SourceType)
 RowOrder = Literal["sequential", "shuffled"]
 ROW_ORDERS: tuple[str, ...] = get_args(RowOrder)
-CacheKind = Literal["arrow"]
+# Re-exported: the dataset config lives in mixindex/spec/dataset.py.
+__all__ = [
+    "SOURCE_TYPES",
+    "CacheKind",
+    "DatasetConfig",
+    "MixStageConfig",
+    "PipelineConfig",
+    "SourceType",
+    "StopStrategy",
+    "check_finite",
+    "load_spec",
+]
 
 MAX_SEED = 2**64 - 1
 # A block's slots are shuffled as one array: 2^24 positions keep that under a few hundred MB.
@@ -63,112 +86,6 @@ class StopStrategy(enum.StrEnum):
             raise SpecError(
                 f"mix.stop_strategy = {short(value)} is unknown; use one of {choices}"
             ) from None
-
-
-def _check_keys(given: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
-    for key in given:
-        if key not in allowed:
-            raise SpecError(
-                f"{where} has unknown key {short(key)}; known keys: {', '.join(allowed)} "
-                "(check the spelling)"
-            )
-
-
-@dataclass(frozen=True, kw_only=True)
-class DatasetConfig:
-    """One source of the mix.
-
-    ``data_files`` is a glob, a path, or a list of them (relative to the spec's folder), or a
-    ``datasets.Dataset`` or ``IterableDataset`` object. ``type`` is inferred from the files when
-    left out. ``num_rows`` caps how many rows of a streaming dataset are read into the cache.
-    ``data_files`` may be URLs (``s3://``, ``gs://``, ``hf://``, ``https://``, ...), read through
-    fsspec with ``storage_options`` (endpoint, credentials): these are used at build time only
-    and never recorded in an index (:meth:`to_dict` leaves them out).
-    """
-
-    name: str
-    data_files: Any
-    type: SourceType | None = None
-    cache: CacheKind | None = None
-    num_rows: int | None = None
-    # Left out of repr too: a traceback or a log line must not show credentials.
-    storage_options: Mapping[str, Any] | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise SpecError(f"datasets[].name = {short(self.name)} must be a non-empty string")
-        name = short(self.name)
-        if self.name.startswith("__"):
-            raise SpecError(
-                f"dataset name {name} may not start with '__' (reserved for fields such "
-                "as __source__); rename it"
-            )
-        if self.type is not None and self.type not in SOURCE_TYPES:
-            raise SpecError(
-                f"dataset {name} has type = {short(self.type)}; use one of "
-                f"{', '.join(SOURCE_TYPES)}, or leave it out to infer it from the files"
-            )
-        if self.cache is not None and self.cache != "arrow":
-            raise SpecError(
-                f'dataset {name} has cache = {short(self.cache)}; the only cache is "arrow"'
-            )
-        if self.num_rows is not None:
-            rows = whole_number(self.num_rows, f"dataset {short(self.name)} num_rows", minimum=1)
-            object.__setattr__(self, "num_rows", rows)
-        options = self.storage_options
-        if options is not None:
-            if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
-                # The value is not shown: it may hold credentials.
-                raise SpecError(
-                    f"dataset {name} has storage_options of type {type(options).__name__}; give "
-                    'a table of fsspec options, such as { endpoint_url = "http://..." }'
-                )
-            object.__setattr__(self, "storage_options", dict(options))
-        files = self.data_files
-        if _is_hf_dataset(files) or _is_hf_dataset(files, "IterableDataset"):
-            return
-        if isinstance(files, (str, Path)):
-            files = [files]
-        if (
-            not isinstance(files, (list, tuple))
-            or not files
-            or not all(isinstance(f, (str, Path)) and str(f) for f in files)
-        ):
-            raise SpecError(
-                f"dataset {name} has data_files = {short(self.data_files)}; give a path, a glob "
-                "or a list of them (or a datasets.Dataset in Python)"
-            )
-        object.__setattr__(self, "data_files", [str(f) for f in files])
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], index: int = 0) -> DatasetConfig:
-        if not isinstance(d, Mapping):
-            raise SpecError(
-                f"datasets[{index}] = {short(d)} must be a table with name and data_files"
-            )
-        _check_keys(d, [f.name for f in fields(cls)], f"datasets[{index}]")
-        for key in ("name", "data_files"):
-            if key not in d:
-                raise SpecError(f"datasets[{index}] has no {key!r}; every dataset needs one")
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        files = self.data_files
-        if _is_hf_dataset(files):
-            files = [f"<datasets.Dataset {getattr(files, '_fingerprint', '?')}>"]
-        elif _is_hf_dataset(files, "IterableDataset"):
-            files = ["<datasets.IterableDataset>"]
-        out: dict[str, Any] = {"name": self.name, "data_files": list(files), "type": self.type}
-        if self.cache is not None:
-            out["cache"] = self.cache
-        if self.num_rows is not None:
-            out["num_rows"] = self.num_rows
-        return out
-
-
-def _is_hf_dataset(obj: object, kind: str = "Dataset") -> bool:
-    cls = type(obj)
-    return cls.__name__ == kind and cls.__module__.startswith("datasets")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,7 +145,7 @@ class MixStageConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> MixStageConfig:
         if not isinstance(d, Mapping):
             raise SpecError(f"mix = {short(d)} must be a table")
-        _check_keys(d, [f.name for f in fields(cls)], "mix")
+        check_keys(d, [f.name for f in fields(cls)], "mix")
         if "seed" not in d:
             raise SpecError(
                 "mix.seed is missing; set a whole number, for example seed = 42 "
@@ -271,31 +188,49 @@ def _schedule_points(schedule: object) -> tuple[WeightSchedulePoint, ...]:
 
 @dataclass(frozen=True, kw_only=True)
 class PipelineConfig:
-    """A whole spec: the datasets and how to mix them. ``base_dir`` anchors relative paths."""
+    """A whole spec: the datasets and how to mix them. ``base_dir`` anchors relative paths.
+
+    The other stages (``tokenize``, ``pack``, ``load``, ``save``) and ``default_tokenizer`` are
+    read by :class:`~mixindex.pipeline.core.Pipeline`; ``seed`` seeds its pack and load shuffles
+    (the mix's seed when None). An index needs a finite mix: ``mixindex build`` refuses a
+    ``restart`` mix without ``num_examples`` (see :func:`check_finite`); a pipeline streams it.
+    """
 
     datasets: Sequence[DatasetConfig]
-    mix: MixStageConfig
+    mix: MixStageConfig = field(default_factory=MixStageConfig)
     base_dir: Path = field(default_factory=Path.cwd)
+    default_tokenizer: str | TokenizerConfig | None = None
+    seed: int | None = None
+    tokenize: TokenizeStageConfig = field(default_factory=TokenizeStageConfig)
+    pack: PackStageConfig = field(default_factory=PackStageConfig)
+    load: LoadStageConfig = field(default_factory=LoadStageConfig)
+    save: SaveStageConfig = field(default_factory=SaveStageConfig)
 
     def __post_init__(self) -> None:
         if not isinstance(self.datasets, (list, tuple)) or not self.datasets:
             raise SpecError("datasets is empty; list at least one [[datasets]] entry")
+        named = []
         seen: set[str] = set()
-        for d in self.datasets:
+        for i, d in enumerate(self.datasets):
             if not isinstance(d, DatasetConfig):
                 raise SpecError(f"datasets must hold DatasetConfig objects, got {short(d)}")
+            if d.name is None:
+                d = replace(d, name=f"dataset_{i}")
             if d.name in seen:
                 raise SpecError(f"two datasets are named {short(d.name)}; names must be unique")
             seen.add(d.name)
+            named.append(d)
         if not isinstance(self.mix, MixStageConfig):
             raise SpecError(f"mix must be a MixStageConfig, got {short(self.mix)}")
-        object.__setattr__(self, "datasets", tuple(self.datasets))
+        object.__setattr__(self, "datasets", tuple(named))
         object.__setattr__(self, "base_dir", Path(self.base_dir))
-        if self.mix.stop_strategy is StopStrategy.RESTART and self.mix.num_examples is None:
-            raise SpecError(
-                "mix.num_examples is missing; stop_strategy = 'restart' never runs out, so say "
-                "how long the mix is (or use first_exhausted / all_exhausted)"
-            )
+        default = TokenizerConfig.parse(self.default_tokenizer, "default_tokenizer")
+        object.__setattr__(self, "default_tokenizer", default)
+        if self.seed is not None:
+            seed = whole_number(self.seed, "seed", minimum=0, maximum=MAX_SEED)
+            object.__setattr__(self, "seed", seed)
+        for key, cls in _STAGES.items():
+            object.__setattr__(self, key, stage_from_dict(cls, getattr(self, key), key))
         # Build the scheduler once now so that every weight problem surfaces at construction.
         self.scheduler()
 
@@ -318,7 +253,7 @@ class PipelineConfig:
     def from_dict(cls, d: Mapping[str, Any], base_dir: Path | str | None = None) -> PipelineConfig:
         if not isinstance(d, Mapping):
             raise SpecError(f"the spec must be a table with datasets and mix, got {short(d)}")
-        _check_keys(d, ["datasets", "mix"], "the spec")
+        check_keys(d, ["datasets", "mix", "default_tokenizer", "seed", *_STAGES], "the spec")
         if "datasets" not in d:
             raise SpecError("the spec has no datasets; add [[datasets]] entries")
         if "mix" not in d:
@@ -327,11 +262,15 @@ class PipelineConfig:
         if not isinstance(raw, list):
             raise SpecError(f"datasets = {short(raw)} must be a list of tables")
         datasets = [DatasetConfig.from_dict(x, i) for i, x in enumerate(raw)]
-        return cls(
+        stages = {k: v for k, v in d.items() if k not in ("datasets", "mix")}
+        config = cls(
             datasets=datasets,
             mix=MixStageConfig.from_dict(d["mix"]),
             base_dir=Path(base_dir) if base_dir is not None else Path.cwd(),
+            **stages,
         )
+        check_finite(config)
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         """The normalised spec: every default spelled out, weights normalised, as a schedule."""
@@ -349,6 +288,23 @@ class PipelineConfig:
                 "row_order": mix.row_order,
             },
         }
+
+
+_STAGES: dict[str, type[Any]] = {
+    "tokenize": TokenizeStageConfig,
+    "pack": PackStageConfig,
+    "load": LoadStageConfig,
+    "save": SaveStageConfig,
+}
+
+
+def check_finite(config: PipelineConfig) -> None:
+    """Refuse a mix that never ends where a length is needed (a spec file, an index)."""
+    if config.mix.stop_strategy is StopStrategy.RESTART and config.mix.num_examples is None:
+        raise SpecError(
+            "mix.num_examples is missing; stop_strategy = 'restart' never runs out, so say "
+            "how long the mix is (or use first_exhausted / all_exhausted)"
+        )
 
 
 def load_spec(path: str | Path) -> PipelineConfig:
