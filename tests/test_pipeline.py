@@ -487,7 +487,7 @@ def test_overwrite_replaces_only_the_shards_a_save_wrote(root: Path, tmp_path: P
     assert [f.name for f in p.saved_paths] == [f.name for f in first.saved_paths]
     # A shard-like file that no save wrote is someone else's: refused, left as it was.
     (out / "data-00007.parquet").write_bytes(b"user data")
-    with pytest.raises(mixindex.OutputError, match="data-00007.parquet"):
+    with pytest.raises(mixindex.OutputError, match=r"data-00007\.parquet"):
         Pipeline.from_config(config(root, mix=mix, save=again)).source().tokenize().mix().save(out)
     assert (out / "data-00007.parquet").read_bytes() == b"user data"
     assert all((out / f.name).exists() for f in first.saved_paths)
