@@ -30,7 +30,7 @@ def test_importing_submodules_keeps_the_functions() -> None:
 def test_import_is_light() -> None:
     code = (
         "import sys, mixindex; "
-        "print(sorted(m for m in ('datasets', 'duckdb', 'zarr', 'pyarrow', 'torch') "
+        "print(sorted(m for m in ('datasets', 'duckdb', 'zarr', 'pyarrow', 'torch', 'numba') "
         "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
