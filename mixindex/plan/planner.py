@@ -7,8 +7,11 @@ blocks whatever the length. For each chunk of blocks it
 2. apportions each block's slots among the sources (S2, :mod:`mixindex.plan.apportion`),
 3. orders each block's slots by a counter-based permutation of ``(seed, block)`` (S3),
 4. gives the k-th slot of a source, in position order, element k of that source's stream of
-   epochs, rows in order or in a fresh stateless permutation per epoch (S4),
+   epochs, rows in order, in a fresh stateless permutation per epoch, or group by group (S4,
+   :mod:`mixindex.plan.rows`),
 5. and ends the mix where the stop strategy says (S5).
+
+Steps 3 and 4 run as compiled kernels (:mod:`mixindex.plan.kernels`, loaded on first use).
 
 Blocks are always apportioned and permuted whole, so a mix is a prefix of any longer mix with the
 same spec: raising ``num_examples`` later never changes what came before.
