@@ -114,3 +114,23 @@ def test_grouped_is_an_accepted_row_order_and_others_are_not(
 ) -> None:
     bad = run("build", write_spec(spec_dict(row_order="window")), "-o", tmp_path / "x.mixindex")
     assert bad.exit_code == 2 and "grouped" in bad.stderr
+
+
+def test_a_converted_source_is_grouped_by_its_converted_batches(
+    write_spec: SpecWriter, tmp_path: Path
+) -> None:
+    lines = tmp_path / "lines.jsonl"
+    lines.write_text("".join(json.dumps({"text": f"line {i}"}) + "\n" for i in range(50)))
+    spec = {
+        "datasets": [{"name": "lines", "data_files": str(lines)}],
+        "mix": {"seed": 3, "weights": {"lines": 1}, "block_size": 10, "num_examples": 200,
+                "row_order": "grouped"},
+    }  # fmt: skip
+    out = tmp_path / "lines.mixindex"
+    result = run("build", write_spec(spec), "-o", out, "--cache-dir", tmp_path / "cache")
+    assert_ok(result)
+    record = json.loads((out / "zarr.json").read_text())["attributes"]["mixindex"]["sources"][0]
+    assert sum(record["row_groups"]) == 50
+    texts = [int(ex["text"].split()[1]) for ex in mixindex.open(out)]
+    for start in range(0, 200, 50):
+        assert sorted(texts[start : start + 50]) == list(range(50))
