@@ -111,7 +111,8 @@ def test_grouped_epochs_permute_rows_group_by_group(sizes: list[int], key: int) 
         # Each group is one run of the stream: it is entered once and left once.
         runs = group_of[epoch]
         assert np.count_nonzero(np.diff(runs)) + 1 == np.count_nonzero(sizes)
-    assert len({r.tobytes() for r in rows}) == 4  # every epoch in a fresh order
+    if n >= 20:  # every epoch in a fresh order (a few rows have few orders to choose from)
+        assert len({r.tobytes() for r in rows}) == 4
 
 
 def test_grouped_orders_groups_and_rows_afresh() -> None:
