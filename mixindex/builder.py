@@ -18,6 +18,7 @@ from typing import Any
 
 from mixindex.plan.planner import ChunkTask, PlanInputs, Planner
 from mixindex.sources import open_source
+from mixindex.sources.base import row_groups
 from mixindex.sources.convert import PendingSource
 from mixindex.spec.config import PipelineConfig, check_finite, load_spec
 from mixindex.store.output import (
@@ -73,9 +74,15 @@ def build(
         )
 
 
-def plan_inputs(config: PipelineConfig, lengths: Sequence[int]) -> PlanInputs:
-    """What the plan depends on (S6): the spec's mix, in source order, and the sources' lengths."""
+def plan_inputs(
+    config: PipelineConfig,
+    lengths: Sequence[int],
+    groups: Sequence[Sequence[int]] | None = None,
+) -> PlanInputs:
+    """What the plan depends on (S6): the spec's mix, in source order, the sources' lengths and,
+    for ``grouped`` row order, their row groups (rows per group; see ``row_groups``)."""
     mix = config.mix
+    grouped = mix.row_order == "grouped" and groups is not None
     return PlanInputs(
         names=config.names,
         lengths=tuple(int(n) for n in lengths),
@@ -85,18 +92,20 @@ def plan_inputs(config: PipelineConfig, lengths: Sequence[int]) -> PlanInputs:
         stop=mix.stop_strategy,
         num_examples=mix.num_examples,
         row_order=mix.row_order,
+        groups=tuple(tuple(int(n) for n in g) for g in groups or ()) if grouped else None,
     )
 
 
 def _sized_planner(
     config: PipelineConfig,
     lengths: list[int],
+    groups: list[tuple[int, ...]],
     chunk_blocks: int | None,
     out: Path,
     compress: bool,
 ) -> Planner:
     """The planner, once the index it will write is known to fit on the output's disk."""
-    planner = Planner(plan_inputs(config, lengths), chunk_blocks)
+    planner = Planner(plan_inputs(config, lengths, groups), chunk_blocks)
     if not compress:
         # Compressed sizes are known only after writing; an uncompressed index's is now.
         needed = estimate_bytes(
@@ -145,8 +154,12 @@ def _build(
         # an index too big for the disk is refused before any conversion or write. Text files
         # and streams have no row count before their conversion: they are sized after it.
         planner = None
+        # Row groups of the sources as given (a Parquet source's, not its Arrow cache's: the
+        # fingerprint covers those); a source converted below gets its converted groups.
+        groups = [row_groups(s) for s in sources]
         if not any(isinstance(s, PendingSource) for s in sources):
-            planner = _sized_planner(config, [len(s) for s in sources], chunk_blocks, out, compress)
+            lengths = [len(s) for s in sources]
+            planner = _sized_planner(config, lengths, groups, chunk_blocks, out, compress)
     except BaseException:
         for src in sources:
             src.close()
@@ -159,7 +172,11 @@ def _build(
     try:
         if planner is None:
             lengths = [int(r["num_rows"]) for r in records]
-            planner = _sized_planner(config, lengths, chunk_blocks, out, compress)
+            groups = [g or row_groups(s) for g, s in zip(groups, sources, strict=True)]
+            planner = _sized_planner(config, lengths, groups, chunk_blocks, out, compress)
+        if planner.inputs.groups is not None:
+            for rec, g in zip(records, planner.inputs.groups, strict=True):
+                rec["row_groups"] = list(g)
         if deep_fingerprint:
             for rec, src in zip(records, sources, strict=True):
                 rec["content_hash"] = src.fingerprint(deep=True)

@@ -31,7 +31,7 @@ def test_import_is_light() -> None:
     code = (
         "import sys, mixindex; "
         "print(sorted(m for m in ('datasets', 'duckdb', 'zarr', 'pyarrow', 'torch', 'fsspec', "
-        "'s3fs', 'aiobotocore', 'transformers', 'tokenizers') if m in sys.modules))"
+        "'s3fs', 'aiobotocore', 'transformers', 'tokenizers', 'numba') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

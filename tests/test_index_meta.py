@@ -191,7 +191,7 @@ def test_a_wrong_typed_key_is_named(name: str, path: list[Any]) -> None:
     "name,value,words",
     [
         ("stop_strategy", "forever", "one of restart, first_exhausted, all_exhausted"),
-        ("row_order", "random", "one of sequential, shuffled"),
+        ("row_order", "random", "one of sequential, shuffled, grouped"),
         ("weight_schedule_type", "spline", "one of step, linear, cosine"),
         ("seed", -1, "a whole number >= 0"),
         ("block_size", 0, "a whole number >= 1"),

@@ -183,7 +183,7 @@ DAMAGED = {
     "build seconds": (set_key("build", "seconds", value="slow"), "'build.seconds' is 'slow'"),
     "row order": (
         set_key("spec", "mix", "row_order", value="random"),
-        "'spec.mix.row_order' is 'random', expected one of sequential, shuffled",
+        "'spec.mix.row_order' is 'random', expected one of sequential, shuffled, grouped",
     ),
     "dataset files": (
         set_key("spec", "datasets", 0, "data_files", value=3),

@@ -19,29 +19,49 @@ from mixindex.spec.schedule import WeightSchedulePoint, WeightScheduler
 # ---- golden sequences: these pin the exact output for good (S3, S6) ----------------------------
 
 
-def test_golden_static_sequential() -> None:
+@pytest.fixture(params=["kernels", "reference"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Plan with the compiled kernels, or with their numpy references in their place: the
+    golden sequences below hold for both."""
+    if request.param == "reference":
+        import mixindex.plan.planner as planner_module
+        from mixindex.plan.rng import shuffle_blocks
+        from mixindex.plan.rows import reference_rows
+
+        def block_sources(
+            self: planner_module.Planner, first: int, counts: np.ndarray
+        ) -> np.ndarray:
+            inp = self.inputs
+            return shuffle_blocks(inp.seed, first, counts, inp.block_size, self.source_dtype)
+
+        monkeypatch.setattr(planner_module.Planner, "block_sources", block_sources)
+        monkeypatch.setattr(planner_module, "stream_rows", reference_rows)
+    return str(request.param)
+
+
+def test_golden_static_sequential(engine: str) -> None:
     p = plan([5, 100], [0.75, 0.25], block_size=4, num_examples=16, seed=0)
-    assert p.source.tolist() == [0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0]
-    assert p.row.tolist() == [0, 1, 2, 0, 3, 4, 0, 1, 1, 2, 2, 3, 4, 0, 3, 1]
-    assert p.epoch.tolist() == [0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 0, 1, 1, 2, 0, 2]
+    assert p.source.tolist() == [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0]
+    assert p.row.tolist() == [0, 0, 1, 2, 3, 1, 4, 0, 1, 2, 3, 2, 4, 3, 0, 1]
+    assert p.epoch.tolist() == [0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 1, 0, 2, 2]
 
 
-def test_golden_shuffled_three_sources() -> None:
+def test_golden_shuffled_three_sources(engine: str) -> None:
     p = plan(
         [3, 4, 5], [0.5, 0.3, 0.2], block_size=5, num_examples=15, seed=7, row_order="shuffled"
     )
-    assert p.source.tolist() == [1, 0, 2, 0, 0, 1, 1, 0, 2, 0, 1, 2, 0, 0, 0]
-    assert p.row.tolist() == [3, 0, 3, 1, 2, 1, 0, 1, 1, 2, 2, 0, 0, 2, 1]
-    assert p.epoch.tolist() == [0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 1, 2, 2]
+    assert p.source.tolist() == [2, 1, 0, 0, 0, 0, 1, 2, 0, 1, 0, 2, 0, 1, 0]
+    assert p.row.tolist() == [3, 3, 0, 1, 2, 1, 1, 1, 2, 0, 0, 0, 2, 2, 1]
+    assert p.epoch.tolist() == [0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1, 0, 2, 0, 2]
 
 
-def test_golden_first_exhausted() -> None:
+def test_golden_first_exhausted(engine: str) -> None:
     p = plan([4, 6], [0.5, 0.5], block_size=4, seed=1, stop="first_exhausted")
-    assert p.source.tolist() == [0, 0, 1, 1, 1, 0, 1, 0, 1]
-    assert p.row.tolist() == [0, 1, 0, 1, 2, 2, 3, 3, 4]
+    assert p.source.tolist() == [1, 0, 0, 1, 1, 1, 0, 0, 1, 1]
+    assert p.row.tolist() == [0, 0, 1, 1, 2, 3, 2, 3, 4, 5]
 
 
-def test_golden_all_exhausted_linear_schedule() -> None:
+def test_golden_all_exhausted_linear_schedule(engine: str) -> None:
     p = plan(
         [3, 8],
         [(0, [0.8, 0.2]), (8, [0.2, 0.8])],
@@ -50,9 +70,9 @@ def test_golden_all_exhausted_linear_schedule() -> None:
         stop="all_exhausted",
         interpolation="linear",
     )
-    assert p.source.tolist() == [1, 0, 0, 0, 1, 0, 0, 1, 1, 1, 1, 0, 1, 1]
-    assert p.row.tolist() == [0, 0, 1, 2, 1, 0, 1, 2, 3, 4, 5, 2, 6, 7]
-    assert p.epoch.tolist() == [0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0]
+    assert p.source.tolist() == [1, 0, 0, 0, 1, 1, 0, 0, 0, 1, 1, 1, 0, 1, 1]
+    assert p.row.tolist() == [0, 0, 1, 2, 1, 2, 0, 1, 2, 3, 4, 5, 0, 6, 7]
+    assert p.epoch.tolist() == [0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 2, 0, 0]
 
 
 # ---- S3: block order -------------------------------------------------------------------------
@@ -249,17 +269,25 @@ def test_dtypes_follow_the_data() -> None:
     assert many.counts.dtype == np.uint16
 
 
-@pytest.mark.parametrize("row_order", ["sequential", "shuffled"])
-def test_grouped_and_per_position_row_paths_agree(
-    monkeypatch: pytest.MonkeyPatch, row_order: str
-) -> None:
-    import mixindex.plan.planner
+@pytest.mark.parametrize("row_order", ["sequential", "shuffled", "grouped"])
+def test_kernels_and_references_plan_the_same_mix(row_order: str) -> None:
+    from mixindex.plan.rng import shuffle_blocks
+    from mixindex.plan.rows import reference_rows
 
-    args = {"block_size": 9, "seed": 11, "num_examples": 2000, "row_order": row_order}
-    grouped = plan([5, 17, 300, 2], [0.1, 0.3, 0.5, 0.1], **args)
-    monkeypatch.setattr(mixindex.plan.planner, "GROUPED_SOURCES", 0)
-    flat = plan([5, 17, 300, 2], [0.1, 0.3, 0.5, 0.1], **args)
-    assert (grouped.row == flat.row).all() and (grouped.epoch == flat.epoch).all()
+    args = {"block_size": 9, "seed": 11, "num_examples": 1998, "row_order": row_order}
+    p = plan([5, 17, 300, 2], [0.1, 0.3, 0.5, 0.1], **args)
+    blocks = shuffle_blocks(11, 0, p.counts, 9, p.planner.source_dtype).ravel()
+    assert (p.source == blocks).all()
+    cursor = np.zeros(4, dtype=np.int64)
+    pl = p.planner
+    row, epoch = reference_rows(p.source, cursor, pl.lengths, pl.row_keys, pl_mode(pl), pl.groups)
+    assert (p.row == row).all() and (p.epoch == epoch).all()
+
+
+def pl_mode(planner: object) -> int:
+    from mixindex.plan.rows import mode_of
+
+    return mode_of(planner.inputs.row_order)  # type: ignore[attr-defined]
 
 
 def test_blocks_past_65536_slots_work() -> None:
@@ -328,15 +356,14 @@ def test_a_far_schedule_point_does_not_slow_a_short_mix(interpolation: str, far:
     assert (longer.source[:20] == p.source).all()
 
 
-def test_memory_does_not_follow_the_epoch_span(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Past GROUPED_SOURCES sources, rows are computed for all positions at once; a 1-row source
-    # is at epoch ~ position while large sources stay at epoch 0, and a table of keys from the
-    # lowest to the highest epoch took 8 bytes per epoch in the span (800 MB at 10^8).
+def test_memory_does_not_follow_the_epoch_span() -> None:
+    # A 1-row source is at epoch ~ position while large sources stay at epoch 0; a table of keys
+    # from the lowest to the highest epoch took 8 bytes per epoch in the span (800 MB at 10^8).
     import tracemalloc
 
     from mixindex.plan import planner as plan_module
 
-    k = plan_module.GROUPED_SOURCES + 44
+    k = 300
     names = tuple(f"s{i}" for i in range(k))
     inputs = plan_module.PlanInputs(
         names=names,
@@ -361,9 +388,10 @@ def test_memory_does_not_follow_the_epoch_span(monkeypatch: pytest.MonkeyPatch) 
         tracemalloc.stop()
     assert peak < 40 * 2**20, f"{peak / 2**20:.0f} MiB for 100,000 positions"
     assert int(epoch[src == 0].max()) == 20_000_000 + int((src == 0).sum()) - 1
-    # The same keys as hashing each distinct epoch: the per-source path gives the same rows.
-    monkeypatch.setattr(plan_module, "GROUPED_SOURCES", 10**6)
-    row2, epoch2 = planner._rows(src, cursor)
+    # The same keys as hashing each position's epoch in numpy: the reference gives the same rows.
+    from mixindex.plan.rows import reference_rows
+
+    row2, epoch2 = reference_rows(src, cursor, planner.lengths, planner.row_keys, 1, planner.groups)
     assert (row == row2).all() and (epoch == epoch2).all()
 
 

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mixindex.plan.rng import (
+    SALT_BLOCK,
     derive_key,
     half_bits,
     mix64,
@@ -54,10 +55,62 @@ def test_row_permutation_is_pinned() -> None:
 
 
 def test_block_shuffle_keeps_each_block_a_permutation() -> None:
-    slots = np.repeat(np.arange(4, dtype=np.uint8), [3, 1, 4, 2])[None, :].repeat(50, axis=0)
-    out = shuffle_blocks(7, 0, slots, 2)
-    assert (np.sort(out, axis=1) == np.sort(slots, axis=1)).all()
+    counts = np.array([[3, 1, 4, 2]] * 50)
+    out = shuffle_blocks(7, 0, counts, 10, np.dtype(np.uint8))
+    slots = np.repeat(np.arange(4, dtype=np.uint8), [3, 1, 4, 2])
+    assert (np.sort(out, axis=1) == slots).all()
     assert len({bytes(r) for r in out}) > 40
 
 
+def fisher_yates(seed: int, block: int, counts: list[int]) -> list[int]:
+    """The block order restated in plain Python ints (S3): the block's key, then a Fisher-Yates
+    shuffle of the source ids in source order, step i drawing ``mix64(key + i*GOLDEN) * (i+1)
+    >> 64`` (no numpy, so it checks the vectorised reference's wrapping arithmetic)."""
+    m = (1 << 64) - 1
+    gold = 0x9E3779B97F4A7C15
+    key = mix64(((block * gold) & m) ^ derive_key(seed, SALT_BLOCK))
+    slots = [s for s, c in enumerate(counts) for _ in range(c)]
+    for i in range(len(slots) - 1, 0, -1):
+        j = (mix64((key + i * gold) & m) * (i + 1)) >> 64
+        slots[i], slots[j] = slots[j], slots[i]
+    return slots
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**64 - 1),
+    first=st.integers(0, 2**40),
+    counts=st.lists(st.lists(st.integers(0, 30), min_size=1, max_size=6), min_size=1, max_size=4),
+)
+def test_block_shuffle_is_the_plain_fisher_yates(
+    seed: int, first: int, counts: list[list[int]]
+) -> None:
+    k = max(len(c) for c in counts)
+    table = np.array([c + [0] * (k - len(c)) for c in counts])
+    size = int(table.sum(axis=1).max())
+    table[:, 0] += size - table.sum(axis=1)  # every block holds the same number of slots
+    if size == 0:
+        return
+    out = shuffle_blocks(seed, first, table, size, np.dtype(np.uint8))
+    for b, row in enumerate(table.tolist()):
+        assert out[b].tolist() == fisher_yates(seed, first + b, row)
+
+
+def test_block_shuffle_is_pinned() -> None:
+    got = shuffle_blocks(42, 3, np.array([[3, 1, 4, 2]]), 10, np.dtype(np.uint8))
+    assert got.tolist() == [PINNED_BLOCK]
+
+
+def test_seeds_do_not_shift_block_orders() -> None:
+    # Keys are hashed from (seed, block), not seed + block: seed 1's block 0 is not seed 0's
+    # block 1, and neighbouring seeds give unrelated orders.
+    counts = np.array([[50, 50]] * 4)
+    a = shuffle_blocks(0, 0, counts, 100, np.dtype(np.uint8))
+    b = shuffle_blocks(1, 0, counts, 100, np.dtype(np.uint8))
+    for i in range(3):
+        assert (a[i + 1] != b[i]).any() and (a[i] != b[i]).any()
+
+
 PINNED_PERMUTATION = [5, 9, 1, 7, 6, 3, 4, 0, 8, 2]
+# From fisher_yates(42, 3, [3, 1, 4, 2]), the plain-Python restatement above.
+PINNED_BLOCK = [0, 2, 2, 2, 3, 0, 0, 1, 3, 2]

@@ -362,7 +362,7 @@ def test_mix_fields_hold_their_annotated_types(stop: object, kind: str) -> None:
     # string interpolation.
     assert hints["stop_strategy"] is StopStrategy
     assert typing.get_args(hints["weight_schedule_type"]) == ("step", "linear", "cosine")
-    assert typing.get_args(hints["row_order"]) == ("sequential", "shuffled")
+    assert typing.get_args(hints["row_order"]) == ("sequential", "shuffled", "grouped")
     mix = MixStageConfig.from_dict(
         {**SPEC["mix"], "stop_strategy": stop, "weight_schedule_type": kind, "num_examples": 5}
     )

@@ -99,7 +99,7 @@ def read_warnings(meta: IndexMeta) -> list[str]:
     return [
         f"source {rec.name!r} is Parquet read in shuffled order with no Arrow cache: each "
         "random row decodes a whole row group (about 1k rows/s); rebuild with "
-        'cache = "arrow" on the dataset or with --cache-dir DIR'
+        'cache = "arrow" on the dataset or with --cache-dir DIR, or use row_order = "grouped"'
         for rec in meta.sources
         if rec.type == "parquet"
     ]

@@ -7,7 +7,7 @@
     ...                                  weights={"code": 0.4, "text": 0.6}, block_size=5, seed=42)
     >>> examples = iter(mixed)
     >>> next(examples), next(examples)
-    ({'text': 'hello', '__source__': 'text'}, {'text': 'def f(): pass', '__source__': 'code'})
+    ({'text': 'def f(): pass', '__source__': 'code'}, {'text': 'hello', '__source__': 'text'})
     >>> state = mixed.state_dict()  # later, or in another process:
     >>> mixed.load_state_dict(state)
     >>> next(iter(mixed))

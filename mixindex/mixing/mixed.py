@@ -9,7 +9,7 @@
     >>> mixed.shard_names, len(mixed)
     (['mixed_shard_0'], 100)
     >>> [example["__source__"] for example in islice(mixed.open_shard("mixed_shard_0"), 5)]
-    ['code', 'code', 'text', 'code', 'text']
+    ['code', 'code', 'text', 'text', 'code']
     >>> next(mixed.open_shard_at_row("mixed_shard_0", 10))  # resume at position 10
     {'text': 'text 6', '__source__': 'text'}
     >>> mine = mixed.shard(1, 2, global_batch_size=4)  # positions 2, 3, 6, 7, 10, ...

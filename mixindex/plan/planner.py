@@ -7,8 +7,11 @@ blocks whatever the length. For each chunk of blocks it
 2. apportions each block's slots among the sources (S2, :mod:`mixindex.plan.apportion`),
 3. orders each block's slots by a counter-based permutation of ``(seed, block)`` (S3),
 4. gives the k-th slot of a source, in position order, element k of that source's stream of
-   epochs, rows in order or in a fresh stateless permutation per epoch (S4),
+   epochs, rows in order, in a fresh stateless permutation per epoch, or group by group (S4,
+   :mod:`mixindex.plan.rows`),
 5. and ends the mix where the stop strategy says (S5).
+
+Steps 3 and 4 run as compiled kernels (:mod:`mixindex.plan.kernels`, loaded on first use).
 
 Blocks are always apportioned and permuted whole, so a mix is a prefix of any longer mix with the
 same spec: raising ``num_examples`` later never changes what came before.
@@ -25,14 +28,8 @@ import numpy as np
 from mixindex.errors import PlanError
 from mixindex.plan.apportion import Apportioner
 from mixindex.plan.bound import length_bound, targets_before
-from mixindex.plan.rng import (
-    SALT_ROWS,
-    derive_key,
-    half_bits,
-    mix64_array,
-    permute_rows,
-    shuffle_blocks,
-)
+from mixindex.plan.rng import SALT_ROWS, derive_key
+from mixindex.plan.rows import GroupTable, mode_of, stream_rows
 from mixindex.spec.config import RowOrder, StopStrategy
 from mixindex.spec.schedule import WeightScheduler
 
@@ -41,8 +38,6 @@ from mixindex.spec.schedule import WeightScheduler
 CHUNK_POSITIONS = 1 << 20
 # Blocks apportioned first in each chunk before looking for the end of the mix (then doubling).
 FIRST_SLICE = 64
-# Up to this many sources, rows are computed source by source (see Planner._rows).
-GROUPED_SOURCES = 256
 # A mix longer than this without an explicit num_examples is almost surely a mistake.
 MAX_IMPLICIT_LENGTH = 1 << 40
 
@@ -67,6 +62,9 @@ class PlanInputs:
     stop: StopStrategy
     num_examples: int | None
     row_order: RowOrder
+    # Rows per row group (record batch) of each source, for ``grouped`` row order; None (or an
+    # empty entry): one group per source.
+    groups: tuple[tuple[int, ...], ...] | None = None
 
     @property
     def num_sources(self) -> int:
@@ -122,7 +120,6 @@ class Planner:
             raise PlanError(f"dataset {bad!r} has no rows; remove it or point it at data")
         k = inputs.num_sources
         self.source_dtype = uint_dtype(max(k - 1, 0))
-        self.source_bits = max(1, (k - 1).bit_length())
         self.row_dtype = (
             np.dtype(np.uint32) if max(inputs.lengths) <= 2**32 else np.dtype(np.uint64)
         )
@@ -134,11 +131,14 @@ class Planner:
         # No chunk needs to reach past the end of the mix.
         blocks_needed = -(-self.length_bound // b)
         self.chunk_blocks = min(chunk_blocks or max(1, CHUNK_POSITIONS // b), blocks_needed)
-        # Per-source keys and Feistel widths for shuffled row order (S4).
+        # Per-source keys and row groups for shuffled and grouped row order (S4).
         self.row_keys = np.array(
             [derive_key(inputs.seed, SALT_ROWS, s) for s in range(k)], dtype=np.uint64
         )
-        self.row_half_bits = half_bits(self.lengths)
+        grouped = inputs.row_order == "grouped"
+        self.groups = GroupTable.of(
+            inputs.names, inputs.lengths, inputs.groups if grouped else None
+        )
 
     # ---- checks and bounds before planning -------------------------------------------------
 
@@ -284,10 +284,10 @@ class Planner:
 
     def block_sources(self, first_block: int, counts: np.ndarray) -> np.ndarray:
         """The source at each slot of whole blocks (blocks x block_size), in position order (S3)."""
-        k = self.inputs.num_sources
-        tile = np.tile(np.arange(k, dtype=self.source_dtype), len(counts))
-        slots = np.repeat(tile, counts.ravel()).reshape(len(counts), self.inputs.block_size)
-        return shuffle_blocks(self.inputs.seed, first_block, slots, self.source_bits)
+        from mixindex.plan.kernels import order_blocks
+
+        b = self.inputs.block_size
+        return order_blocks(self.inputs.seed, first_block, counts, b, self.source_dtype)
 
     def _stop_in(
         self,
@@ -355,56 +355,7 @@ class Planner:
 
     def _rows(self, src: np.ndarray, cursor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stream element of each position: the k-th slot of a source, in position order, takes
-        element ``cursor + k`` of its stream (S4).
-
-        The work is done with positions grouped by source (a stable sort keeps position order
-        inside each group), then scattered back.
-        """
-        k = self.inputs.num_sources
-        per = np.bincount(src, minlength=k)
-        order = np.argsort(src, kind="stable")
-        ends = np.cumsum(per)
-        row = np.empty(src.size, dtype=np.uint64)
-        epoch = np.empty(src.size, dtype=np.int64)
-        shuffled = self.inputs.row_order == "shuffled"
-        if k <= GROUPED_SOURCES:
-            # Few sources: one pass per source with scalar widths is cheaper than per-position
-            # parameter arrays. Both paths compute the same function.
-            for s in np.flatnonzero(per):
-                lo, hi = int(ends[s] - per[s]), int(ends[s])
-                size = int(self.lengths[s])
-                element = np.arange(int(cursor[s]), int(cursor[s]) + hi - lo, dtype=np.int64)
-                epoch[lo:hi] = element // size
-                index = (element - epoch[lo:hi] * size).astype(np.uint64)
-                if shuffled:
-                    keys = self.row_keys[s] ^ self._epoch_keys(epoch[lo:hi])
-                    index = permute_rows(keys, index, size, self.row_half_bits[s])
-                row[lo:hi] = index
-        else:
-            element = np.arange(src.size, dtype=np.int64) + np.repeat(cursor - (ends - per), per)
-            n = np.repeat(self.lengths, per)
-            epoch[:] = element // n
-            row[:] = element - epoch * n
-            if shuffled:
-                keys = np.repeat(self.row_keys, per) ^ self._epoch_keys(epoch)
-                row[:] = permute_rows(keys, row, n, np.repeat(self.row_half_bits, per))
-        out_row = np.empty(src.size, dtype=self.row_dtype)
-        out_epoch = np.empty(src.size, dtype=self.epoch_dtype)
-        out_row[order] = row
-        out_epoch[order] = epoch
-        return out_row, out_epoch
-
-    @staticmethod
-    def _epoch_keys(epoch: np.ndarray) -> np.ndarray:
-        """The per-epoch key part of each position: ``mix64(epoch)``.
-
-        Hashing each epoch in the span once and gathering is cheaper when the span is short; a
-        chunk that mixes a 1-row source (epoch ~ position) with large ones spans up to the mix's
-        length, so then each position is hashed directly, keeping memory to the chunk's size.
-        """
-        lo = int(epoch.min())
-        span = int(epoch.max()) - lo + 1
-        if span > epoch.size:
-            return mix64_array(epoch.astype(np.uint64))
-        keys = mix64_array(np.arange(lo, lo + span, dtype=np.uint64))
-        return np.asarray(keys[epoch - lo])
+        element ``cursor + k`` of its stream (S4, :mod:`mixindex.plan.rows`)."""
+        mode = mode_of(self.inputs.row_order)
+        row, epoch = stream_rows(src, cursor, self.lengths, self.row_keys, mode, self.groups)
+        return row.astype(self.row_dtype), epoch.astype(self.epoch_dtype)

@@ -55,23 +55,36 @@ def block_keys(seed: int, blocks: np.ndarray) -> np.ndarray:
     return mix64_array(np.asarray(blocks, dtype=np.uint64) * _U(GOLDEN) ^ _U(base))
 
 
-def shuffle_blocks(seed: int, first_block: int, slots: np.ndarray, source_bits: int) -> np.ndarray:
-    """Permute each row of ``slots`` (blocks x block_size source ids) by its block's key.
+def below(r: np.ndarray, m: np.ndarray | int) -> np.ndarray:
+    """``floor(r * m / 2^64)`` for uint64 ``r`` and ``m < 2^32``: an index in ``[0, m)`` from 64
+    random bits (multiply-high, split in 32-bit halves so that nothing overflows)."""
+    mm = np.asarray(m, dtype=np.uint64)
+    low = ((r & _U(0xFFFFFFFF)) * mm) >> _U(32)
+    return np.asarray(((r >> _U(32)) * mm + low) >> _U(32))
 
-    Each slot gets a random 64-bit key whose low ``source_bits`` bits are replaced by its source
-    id; sorting these values orders the slots randomly, and the low bits give the source at each
-    position back. Equal keys can only be equal values, so every sort algorithm gives the same
-    result. Returns a new array of the same shape and dtype as ``slots``.
+
+def shuffle_blocks(
+    seed: int, first_block: int, counts: np.ndarray, block_size: int, dtype: np.dtype
+) -> np.ndarray:
+    """Each block's slots (blocks x ``block_size`` source ids of ``dtype``) in shuffled order.
+
+    Block ``b``'s slots start as ``counts[b, s]`` copies of each source id ``s``, in source
+    order, and go through a Fisher-Yates shuffle: step ``i`` (from ``block_size - 1`` down to 1)
+    swaps slot ``i`` with slot ``below(mix64(key + i * GOLDEN), i + 1)``, ``key`` being the
+    block's key. A pure function of ``(seed, block, counts)`` in O(block_size) integer steps.
+    This numpy form (one step for all blocks at once) is the reference of the compiled kernel.
     """
-    nblocks, size = slots.shape
+    nblocks, k = counts.shape
     keys = block_keys(seed, np.arange(first_block, first_block + nblocks, dtype=np.uint64))
-    counter = (np.arange(1, size + 1, dtype=np.uint64) * _U(GOLDEN))[None, :]
-    r = mix64_array(keys[:, None] + counter)
-    mask = _U((1 << source_bits) - 1)
-    r &= ~mask
-    r |= slots.astype(np.uint64)
-    r.sort(axis=1)
-    return (r & mask).astype(slots.dtype)
+    tile = np.tile(np.arange(k, dtype=dtype), nblocks)
+    slots = np.repeat(tile, np.asarray(counts).ravel()).reshape(nblocks, block_size)
+    blocks = np.arange(nblocks)
+    for i in range(block_size - 1, 0, -1):
+        j = below(mix64_array(keys + _U((i * GOLDEN) & _M64)), i + 1).astype(np.int64)
+        here = slots[:, i].copy()
+        slots[:, i] = slots[blocks, j]
+        slots[blocks, j] = here
+    return slots
 
 
 def half_bits(n: np.ndarray) -> np.ndarray:

@@ -16,12 +16,12 @@ slice of every global batch (see :mod:`mixindex.read.state`), as a dataset with 
 >>> rank = ds.shard(1, 2, global_batch_size=4)  # positions 2, 3, 6, 7, 10, ...
 >>> examples = iter(rank)
 >>> next(examples)["text"], next(examples)["text"]
-('text 0', 'def f2(): pass')
+('text 0', 'text 1')
 >>> state = examples.state_dict()  # later, or in another process:
 >>> resumed = iter(rank)
 >>> resumed.load_state_dict(state)
 >>> next(resumed)
-{'text': 'text 3', '__source__': 'text'}
+{'text': 'def f3(): pass', '__source__': 'code'}
 """
 
 from __future__ import annotations

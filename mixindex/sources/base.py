@@ -26,6 +26,7 @@ __all__ = [
     "files_text",
     "hash_file",
     "one_line",
+    "row_groups",
     "schema_difference",
     "take_grouped",
     "take_grouped_parts",
@@ -246,6 +247,15 @@ def take_grouped_parts(
         else:
             parts.append(batch.take(pa.array(local[s:e])))
     return parts, order
+
+
+def row_groups(source: Source) -> tuple[int, ...]:
+    """Rows per row group (Parquet) or record batch (Arrow IPC) of ``source``, in row order,
+    from its metadata; ``()`` where its rows are not stored piece by piece in row order (a
+    dataset read through an indices mapping): then it is one group."""
+    if not isinstance(source, PieceSource) or type(source)._map_rows is not PieceSource._map_rows:
+        return ()
+    return tuple(int(n) for n in np.diff(source._offsets))
 
 
 class PieceSource:

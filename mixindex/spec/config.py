@@ -47,7 +47,14 @@ from mixindex.spec.schedule import (
     whole_number,
 )
 
-RowOrder = Literal["sequential", "shuffled"]
+# The order in which each pass (epoch) reads a source's rows (S4): ``sequential`` stored order;
+# ``shuffled`` a fresh permutation of all rows; ``grouped`` a fresh permutation of the row groups
+# (Parquet) or record batches (Arrow IPC), then of the rows inside each group, so that a pass
+# decodes each group once. ``grouped`` trades randomness for read speed: rows of one group stay
+# together within a pass (as in MosaicML Streaming's shard shuffles, with the whole source as
+# the window), so it suits sources whose groups are not sorted by anything the model should not
+# see in runs. See the README's "Row order" notes.
+RowOrder = Literal["sequential", "shuffled", "grouped"]
 ROW_ORDERS: tuple[str, ...] = get_args(RowOrder)
 # Re-exported: the dataset config lives in mixindex/spec/dataset.py.
 __all__ = [

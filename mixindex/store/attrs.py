@@ -57,6 +57,10 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _whole_list(v: Any) -> bool:
+    return isinstance(v, list) and all(_is_int(x) and x >= 0 for x in v)
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -329,14 +333,18 @@ class SourceRecord(SourceOrigin):
 
     cache: CacheRecord | None = None
     content_hash: str | None = None
+    # Rows per row group the plan permuted (``grouped`` row order only; empty: one group).
+    row_groups: tuple[int, ...] | None = None
 
     @classmethod
     def parse(cls, f: Fields) -> SourceRecord:
         cache = f.maybe_obj("cache")
+        groups = f.get("row_groups", "a list of whole numbers", _whole_list, optional=True)
         return cls(
             **cls._fields(f),
             cache=None if cache is None else CacheRecord.parse(cache),
             content_hash=f.text("content_hash", optional=True),
+            row_groups=None if groups is None else tuple(groups),
             **f.kept(),
         )
 
@@ -352,6 +360,8 @@ class SourceRecord(SourceOrigin):
             out["cache"] = self.cache.to_dict()
         if self.content_hash is not None:
             out["content_hash"] = self.content_hash
+        if self.row_groups is not None:
+            out["row_groups"] = list(self.row_groups)
         return self._emit(out)
 
 

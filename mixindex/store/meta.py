@@ -4,7 +4,8 @@
 The digest is one sha256 over each whole array's sha256 and a canonical JSON of every attribute
 that changes what is served or reported: the spec's ``mix`` section and dataset names; each
 source's name, row count, type and fingerprint (those of its original files when it is read
-through an Arrow cache, so that the cache changes where rows are read, not the digest); the
+through an Arrow cache, so that the cache changes where rows are read, not the digest), and
+its row groups where ``grouped`` row order recorded them; the
 block size, the lengths and the dtypes; and the format version. Hand-editing any of them is
 refused at open. Left out, because they say where things are or how a build went rather than
 what is served: ``data_files`` (moved data opens with ``data_files=``), cache folders, build
@@ -156,12 +157,17 @@ def recorded_digest(group: Any) -> str | None:
 def _identity(rec: SourceRecord) -> dict[str, Any]:
     """What a source is, whichever copy of its rows is read."""
     origin = rec.origin
-    return {
+    out: dict[str, Any] = {
         "name": rec.name,
         "num_rows": rec.num_rows,
         "type": origin.type,
         "fingerprint": origin.fingerprint,
     }
+    if rec.row_groups is not None:
+        # grouped row order: the groups decide which rows are served (only then recorded, so
+        # the digest of every other index stays what it was)
+        out["row_groups"] = list(rec.row_groups)
+    return out
 
 
 def content_digest(

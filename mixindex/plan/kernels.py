@@ -1,0 +1,216 @@
+"""Compiled planning kernels (numba): the order inside each block and the row streams.
+
+Each kernel computes exactly what its pure-numpy reference computes (:mod:`mixindex.plan.rng`,
+:mod:`mixindex.plan.rows`), in integer arithmetic only, so the output is the same on every
+machine (S6); the tests compare them position by position. Kernels release the GIL and are
+cached on disk after their first compilation. Only the planner imports this module, and only
+when it plans: ``import mixindex`` and the reader never load numba.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from mixindex.plan.rng import _ROUND_MUL, _ROUND_XOR, GOLDEN, block_keys
+
+__all__ = ["order_blocks", "stream_rows"]
+
+# Globals are frozen into the compiled code as uint64 constants: every operand of the uint64
+# arithmetic below is uint64 (a signed operand would turn it into floating point).
+_GOLD = np.uint64(GOLDEN)
+_C1 = np.uint64(0xBF58476D1CE4E5B9)
+_C2 = np.uint64(0x94D049BB133111EB)
+_M1, _M2, _M3, _M4 = _ROUND_MUL
+_X1, _X2, _X3, _X4 = _ROUND_XOR
+_0 = np.uint64(0)
+_1 = np.uint64(1)
+_27 = np.uint64(27)
+_30 = np.uint64(30)
+_31 = np.uint64(31)
+_32 = np.uint64(32)
+_64 = np.uint64(64)
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+# Row orders as the kernel knows them.
+SEQUENTIAL, SHUFFLED, GROUPED = 0, 1, 2
+
+
+@njit(nogil=True, cache=True)
+def _mix64(x):  # type: ignore[no-untyped-def]
+    z = x + _GOLD
+    z = (z ^ (z >> _30)) * _C1
+    z = (z ^ (z >> _27)) * _C2
+    return z ^ (z >> _31)
+
+
+@njit(nogil=True, cache=True)
+def _below(r, m):  # type: ignore[no-untyped-def]
+    # floor(r * m / 2^64) for m < 2^32: an index in [0, m) from 64 random bits.
+    return ((r >> _32) * m + (((r & _LOW32) * m) >> _32)) >> _32
+
+
+@njit(nogil=True, cache=True)
+def _feistel(k, v, h):  # type: ignore[no-untyped-def]
+    down = _64 - h
+    left = v >> h
+    right = v & ((_1 << h) - _1)
+    f = ((((k ^ _X1) ^ right) * _M1) >> down) ^ left
+    left, right = right, f
+    f = ((((k ^ _X2) ^ right) * _M2) >> down) ^ left
+    left, right = right, f
+    f = ((((k ^ _X3) ^ right) * _M3) >> down) ^ left
+    left, right = right, f
+    f = ((((k ^ _X4) ^ right) * _M4) >> down) ^ left
+    left, right = right, f
+    return (left << h) | right
+
+
+@njit(nogil=True, cache=True)
+def _permute(k, v, n, h):  # type: ignore[no-untyped-def]
+    v = _feistel(k, v, h)
+    while v >= n:
+        v = _feistel(k, v, h)
+    return v
+
+
+@njit(nogil=True, cache=True)
+def _order_blocks(keys, counts, out):  # type: ignore[no-untyped-def]
+    nblocks, size = out.shape
+    for b in range(nblocks):
+        row = out[b]
+        p = 0
+        for s in range(counts.shape[1]):
+            for _ in range(counts[b, s]):
+                row[p] = s
+                p += 1
+        key = keys[b]
+        for i in range(size - 1, 0, -1):
+            u = np.uint64(i)
+            j = np.int64(_below(_mix64(key + u * _GOLD), u + _1))
+            t = row[i]
+            row[i] = row[j]
+            row[j] = t
+
+
+@njit(nogil=True, cache=True)
+def _stream_rows(  # type: ignore[no-untyped-def]
+    src,
+    cursor,
+    lengths,
+    row_keys,
+    halves,
+    mode,
+    first,
+    ngroups,
+    nhalf,
+    gsize,
+    goffset,
+    ghalf,
+    row,
+    epoch,
+):
+    k = lengths.shape[0]
+    e = np.zeros(k, dtype=np.int64)  # epoch of the next element
+    i = np.zeros(k, dtype=np.int64)  # its index inside the epoch
+    ekey = np.zeros(k, dtype=np.uint64)  # row key ^ mix64(epoch)
+    seen = np.zeros(k, dtype=np.bool_)
+    # grouped: slot j of the epoch's group order, its group g, offset t inside it, g's key
+    j = np.zeros(k, dtype=np.int64)
+    g = np.zeros(k, dtype=np.int64)
+    t = np.zeros(k, dtype=np.int64)
+    gkey = np.zeros(k, dtype=np.uint64)
+    for p in range(src.shape[0]):
+        s = src[p]
+        if not seen[s]:
+            seen[s] = True
+            e[s] = cursor[s] // lengths[s]
+            i[s] = cursor[s] - e[s] * lengths[s]
+            ekey[s] = row_keys[s] ^ _mix64(np.uint64(e[s]))
+            if mode == GROUPED:
+                _seek(s, i[s], ekey[s], first, ngroups, nhalf, gsize, ghalf, j, g, t, gkey)
+        elif i[s] == lengths[s]:
+            e[s] += 1
+            i[s] = 0
+            ekey[s] = row_keys[s] ^ _mix64(np.uint64(e[s]))
+            if mode == GROUPED:
+                _seek(s, 0, ekey[s], first, ngroups, nhalf, gsize, ghalf, j, g, t, gkey)
+        elif mode == GROUPED and t[s] == gsize[first[s] + g[s]]:
+            _seek(s, -1, ekey[s], first, ngroups, nhalf, gsize, ghalf, j, g, t, gkey)
+        if mode == SEQUENTIAL:
+            row[p] = i[s]
+        elif mode == SHUFFLED:
+            row[p] = _permute(ekey[s], np.uint64(i[s]), np.uint64(lengths[s]), halves[s])
+        else:
+            q = first[s] + g[s]
+            inner = _permute(gkey[s], np.uint64(t[s]), np.uint64(gsize[q]), ghalf[q])
+            row[p] = goffset[q] + inner
+            t[s] += 1
+        epoch[p] = e[s]
+        i[s] += 1
+
+
+@njit(nogil=True, cache=True)
+def _seek(s, at, ekey, first, ngroups, nhalf, gsize, ghalf, j, g, t, gkey):  # type: ignore[no-untyped-def]
+    """Point source s's group state at index ``at`` of the epoch keyed ``ekey`` (-1: the start
+    of the next group in the epoch's order)."""
+    n = np.uint64(ngroups[s])
+    h = nhalf[s]
+    base = first[s]
+    if at < 0:
+        j[s] += 1
+        g[s] = np.int64(_permute(ekey, np.uint64(j[s]), n, h))
+        t[s] = 0
+    else:
+        jj = 0
+        gg = np.int64(_permute(ekey, _0, n, h))
+        while at >= gsize[base + gg]:
+            at -= gsize[base + gg]
+            jj += 1
+            gg = np.int64(_permute(ekey, np.uint64(jj), n, h))
+        j[s] = jj
+        g[s] = gg
+        t[s] = at
+    gkey[s] = _mix64(ekey ^ (np.uint64(g[s]) * _GOLD))
+
+
+def order_blocks(
+    seed: int, first_block: int, counts: np.ndarray, block_size: int, dtype: np.dtype
+) -> np.ndarray:
+    """Each block's slots in shuffled order: :func:`mixindex.plan.rng.shuffle_blocks`."""
+    keys = block_keys(seed, np.arange(first_block, first_block + len(counts), dtype=np.uint64))
+    out = np.empty((len(counts), block_size), dtype=dtype)
+    _order_blocks(keys, np.ascontiguousarray(counts, dtype=np.int64), out)
+    return out
+
+
+def stream_rows(
+    src: np.ndarray,
+    cursor: np.ndarray,
+    lengths: np.ndarray,
+    row_keys: np.ndarray,
+    halves: np.ndarray,
+    mode: int,
+    groups: tuple[np.ndarray, ...],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row and epoch of each position, in one pass (:func:`mixindex.plan.rows.stream_rows`)."""
+    row = np.empty(src.size, dtype=np.uint64)
+    epoch = np.empty(src.size, dtype=np.int64)
+    first, ngroups, nhalf, size, offset, half = groups
+    _stream_rows(
+        src,
+        cursor,
+        lengths,
+        row_keys,
+        halves,
+        mode,
+        first,
+        ngroups,
+        nhalf,
+        size,
+        offset,
+        half,
+        row,
+        epoch,
+    )
+    return row, epoch
