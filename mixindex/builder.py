@@ -34,7 +34,8 @@ from mixindex.store.writer import IndexWriter
 from mixindex.workers import ChunkJob, run_chunks
 
 
-def _progress(total: int, quiet: bool) -> Any:
+def progress_bar(total: int, quiet: bool) -> Any:
+    """A tqdm bar on stderr, off when ``quiet`` or when stderr is not a terminal."""
     from tqdm import tqdm
 
     disable = quiet or not sys.stderr.isatty()
@@ -198,9 +199,15 @@ def _build(
             identity=_identity(config, planner, compress, __version__),
             adopt=adopted is not None,
         ) as writer,
-        _progress(planner.size_bound, quiet) as bar,
+        progress_bar(planner.size_bound, quiet) as bar,
     ):
-        begin = _resumed(writer, planner, out, quiet) if adopted is not None else None
+        begin = _resumed(writer, planner, out, quiet) if writer.adopted else None
+        if adopted is not None and not writer.adopted:
+            _say(
+                f"the killed build of {str(out)!r} was of another spec, chunking or mixindex "
+                "version; building from the start",
+                quiet,
+            )
         bar.update(writer.length)
         job = ChunkJob(planner, writer.regions)
         last = run_chunks(planner.tasks(begin), job, writer, executor, bar.update)
@@ -257,11 +264,14 @@ def _resumed(writer: IndexWriter, planner: Planner, out: Path, quiet: bool) -> P
     if begin is None or begin.block * planner.inputs.block_size != writer.length:
         begin = None
         writer.reset()
-    if not quiet:
-        print(
-            f"mixindex: resuming the build of {str(out)!r}: {writer.length:,} positions kept "
-            "(checked against their digests)",
-            file=sys.stderr,
-            flush=True,
-        )
+    _say(
+        f"resuming the build of {str(out)!r}: {writer.length:,} positions kept (checked "
+        "against their digests)",
+        quiet,
+    )
     return begin
+
+
+def _say(message: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"mixindex: {message}", file=sys.stderr, flush=True)
