@@ -52,6 +52,7 @@ __all__ = [
     "__version__",
     "block_mixture_interleave",
     "build",
+    "extend",
     "load_spec",
     "open",
 ]
@@ -83,6 +84,7 @@ from mixindex.spec.schedule import WeightSchedulePoint, WeightScheduler
 
 if TYPE_CHECKING:
     from mixindex.builder import build
+    from mixindex.extend import extend
     from mixindex.mixing.composite import CompositeShardedSource
     from mixindex.mixing.files import (
         ArrowShardedSource,
@@ -107,6 +109,7 @@ if TYPE_CHECKING:
 # The reader and the builder load on first use, so that `import mixindex` stays light.
 _LAZY = {
     "build": "mixindex.builder",
+    "extend": "mixindex.extend",
     "open": "mixindex.read.dataset",
     "MixedDataset": "mixindex.read.dataset",
     # EasyDeL's mixing API (mixindex/mixing/); block_mixture_interleave imports datasets.
