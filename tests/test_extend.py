@@ -13,7 +13,7 @@ from sameindex import array_files, assert_same_index
 
 import mixindex
 from mixindex.builder import build
-from mixindex.extend import extend
+from mixindex.extender import extend
 from mixindex.plan.planner import Planner
 from mixindex.store.writer import RegionWriter
 

@@ -100,7 +100,7 @@ def extend(index: str, num_examples: int, quiet: bool, as_json: bool) -> None:
     again: the result is what a fresh build of the longer mix writes, byte for byte."""
     from mixindex.audit.summary import format_summary, summarize
     from mixindex.errors import BuildTerminated
-    from mixindex.extend import extend as extend_index
+    from mixindex.extender import extend as extend_index
     from mixindex.store.index import StoredIndex
 
     try:
