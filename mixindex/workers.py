@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -77,12 +78,20 @@ def run_chunks(
     workers = getattr(pool, "_max_workers", None)
     ahead = 2 * (workers if isinstance(workers, int) else default_workers()) + 1
     pending: deque[Future[Written]] = deque()
+    # The ordered digests run on a thread of their own (hashlib releases the GIL), so that this
+    # thread, which the sequential counts run on, only counts.
+    digester = ThreadPoolExecutor(1, thread_name_prefix="mixindex-digest")
+    recorded: deque[Future[None]] = deque()
     last = None
 
-    def take() -> None:
-        done = pending.popleft().result()
+    def record(done: Written) -> None:
         writer.record(done.start, done.arrays, done.first_block, done.digests)
         progress(len(done.arrays["source"]))
+
+    def take() -> None:
+        recorded.append(digester.submit(record, pending.popleft().result()))
+        while len(recorded) > ahead or (recorded and recorded[0].done()):
+            recorded.popleft().result()
 
     try:
         for task in tasks:
@@ -94,13 +103,17 @@ def run_chunks(
                 take()
         while pending:
             take()
+        while recorded:
+            recorded.popleft().result()
     except BaseException:
         # No worker may still write into a folder that the caller is about to remove.
-        for future in pending:
+        futures: list[Future[Any]] = [*pending, *recorded]
+        for future in futures:
             future.cancel()
-        wait(pending)
+        wait(futures)
         raise
     finally:
+        digester.shutdown(wait=True, cancel_futures=True)
         if executor is None:
             pool.shutdown(wait=True, cancel_futures=True)
     return last
