@@ -68,8 +68,8 @@ def _check(old: StoredIndex, out: Path, m: int) -> PlanState:
     meta = old.meta
     if meta.mix.stop_strategy is not StopStrategy.RESTART:
         raise PlanError(
-            f"{str(out)!r} is a {meta.mix.stop_strategy.value} mix, which ends where its sources "
-            "do; only a restart mix can be extended (rebuild with a longer spec instead)"
+            f"{str(out)!r} has stop_strategy {meta.mix.stop_strategy.value!r}, so it ends where "
+            "its sources do; only a restart mix can be extended (build a longer spec instead)"
         )
     if isinstance(m, bool) or not isinstance(m, int) or m <= meta.num_examples:
         raise PlanError(

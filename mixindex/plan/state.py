@@ -21,23 +21,28 @@ __all__ = ["PlanState"]
 
 
 def _apportioner_state(apportioner: Apportioner) -> dict[str, np.ndarray]:
-    """The apportioner's state: every array it carries between blocks (copied)."""
+    """The apportioner's state: every array or number it carries between blocks (copied)."""
     return {
         name: np.array(value, copy=True)
         for name, value in vars(apportioner).items()
-        if isinstance(value, np.ndarray)
+        if isinstance(value, (np.ndarray, np.generic, int, float))
     }
 
 
 def _restored(num_sources: int, state: Mapping[str, np.ndarray]) -> Apportioner:
     apportioner = Apportioner(num_sources)
-    fresh = _apportioner_state(apportioner)
-    if set(state) != set(fresh):
-        raise ValueError(f"apportioner state has {sorted(state)}, expected {sorted(fresh)}")
+    fresh = vars(apportioner)
+    known = _apportioner_state(apportioner)
+    if set(state) != set(known):
+        raise ValueError(f"apportioner state has {sorted(state)}, expected {sorted(known)}")
     for name, value in state.items():
-        if value.shape != fresh[name].shape:
+        if value.shape != known[name].shape:
             raise ValueError(f"apportioner state {name!r} has shape {value.shape}")
-        setattr(apportioner, name, value.astype(fresh[name].dtype, copy=True))
+        was = fresh[name]
+        if isinstance(was, np.ndarray):
+            setattr(apportioner, name, value.astype(was.dtype, copy=True))
+        else:
+            setattr(apportioner, name, type(was)(value.item()))
     return apportioner
 
 
