@@ -26,12 +26,18 @@ from mixindex.store.writer import IndexWriter, RegionWriter
 __all__ = ["ChunkJob", "Written", "default_workers", "run_chunks"]
 
 
+# Threads by default: one per core, up to this many (each holds a chunk and its temporaries,
+# tens of MB; past this, the sequential counts are the limit anyway).
+MAX_DEFAULT_WORKERS = 8
+
+
 def default_workers() -> int:
-    """The cores this process may run on."""
+    """The cores this process may run on, at most :data:`MAX_DEFAULT_WORKERS`."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_WORKERS))
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ def run_chunks(
     pool = executor or ThreadPoolExecutor(default_workers(), thread_name_prefix="mixindex-chunk")
     # Enough work queued to keep every worker busy, and no more: each result holds a chunk.
     workers = getattr(pool, "_max_workers", None)
-    ahead = 2 * (workers if isinstance(workers, int) else default_workers()) + 1
+    ahead = (workers if isinstance(workers, int) else default_workers()) + 2
     pending: deque[Future[Written]] = deque()
     # The ordered digests run on a thread of their own (hashlib releases the GIL), so that this
     # thread, which the sequential counts run on, only counts.
@@ -90,7 +96,7 @@ def run_chunks(
 
     def take() -> None:
         recorded.append(digester.submit(record, pending.popleft().result()))
-        while len(recorded) > ahead or (recorded and recorded[0].done()):
+        while len(recorded) > 2 or (recorded and recorded[0].done()):
             recorded.popleft().result()
 
     try:
