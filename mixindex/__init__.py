@@ -62,6 +62,7 @@ __all__ = [
     "block_mixture_interleave",
     "build",
     "build_dataset",
+    "extend",
     "load_spec",
     "open",
 ]
@@ -101,6 +102,7 @@ from mixindex.spec.schedule import WeightSchedulePoint, WeightScheduler
 
 if TYPE_CHECKING:
     from mixindex.builder import build
+    from mixindex.extender import extend
     from mixindex.mixing.composite import CompositeShardedSource
     from mixindex.mixing.files import (
         ArrowShardedSource,
@@ -127,6 +129,7 @@ if TYPE_CHECKING:
 # The reader and the builder load on first use, so that `import mixindex` stays light.
 _LAZY = {
     "build": "mixindex.builder",
+    "extend": "mixindex.extender",
     "open": "mixindex.read.dataset",
     "MixedDataset": "mixindex.read.dataset",
     # EasyDeL's mixing API (mixindex/mixing/); block_mixture_interleave imports datasets.

@@ -10,17 +10,18 @@ from __future__ import annotations
 import platform
 import sys
 import time
-from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
-from mixindex.plan.planner import ChunkTask, PlanInputs, Planner
+from mixindex.plan.planner import PlanInputs, Planner
+from mixindex.plan.state import PlanState
 from mixindex.sources import open_source
 from mixindex.sources.base import row_groups
 from mixindex.sources.convert import PendingSource
-from mixindex.spec.config import PipelineConfig, check_finite, load_spec
+from mixindex.spec.config import PipelineConfig, StopStrategy, check_finite, load_spec
+from mixindex.store.layout import FORMAT_VERSION
 from mixindex.store.output import (
     check_existing,
     check_free_space,
@@ -29,10 +30,13 @@ from mixindex.store.output import (
     protected_paths,
 )
 from mixindex.store.publish import clean_leftovers, termination_guard
+from mixindex.store.resume import adopt_leftover
 from mixindex.store.writer import IndexWriter
+from mixindex.workers import ChunkJob, run_chunks
 
 
-def _progress(total: int, quiet: bool) -> Any:
+def progress_bar(total: int, quiet: bool) -> Any:
+    """A tqdm bar on stderr, off when ``quiet`` or when stderr is not a terminal."""
     from tqdm import tqdm
 
     disable = quiet or not sys.stderr.isatty()
@@ -51,6 +55,8 @@ def build(
     compress: bool = False,
     deep_fingerprint: bool = False,
     cache_dir: str | Path | None = None,
+    executor: Executor | None = None,
+    resume: bool = False,
 ) -> Path:
     """Plan the mix described by ``spec`` and store it at ``out``; returns the index path.
 
@@ -60,6 +66,11 @@ def build(
     folder, or that would not fit on its disk, is refused before any work. ``cache_dir``
     converts every Parquet source into an Arrow IPC cache there (fast random rows); a dataset
     with ``cache = "arrow"`` is converted even without it, into the default cache folder.
+
+    Chunks are planned and written on ``executor`` (any ``concurrent.futures.Executor``; by
+    default a thread per core); the index is the same, byte for byte, whatever it is. ``resume``
+    goes on from the last chunk that a killed build of the same spec and ``out`` completed
+    (a fresh build where there is none).
     """
     with termination_guard():
         return _build(
@@ -71,6 +82,8 @@ def build(
             compress=compress,
             deep_fingerprint=deep_fingerprint,
             cache_dir=cache_dir,
+            executor=executor,
+            resume=resume,
         )
 
 
@@ -129,6 +142,8 @@ def _build(
     compress: bool,
     deep_fingerprint: bool,
     cache_dir: str | Path | None,
+    executor: Executor | None,
+    resume: bool,
 ) -> Path:
     config = spec if isinstance(spec, PipelineConfig) else load_spec(spec)
     check_finite(config)  # a Python PipelineConfig may stream forever; an index cannot
@@ -148,6 +163,8 @@ def _build(
     )
     try:
         check_output_path(out, protected)
+        # A resumed build takes over a dead build's folder before the others are cleaned.
+        adopted = adopt_leftover(out) if resume else None
         clean_leftovers(out)
         check_existing(out, force)
         # The plan's bounds and dtypes need only the row counts (a cache has the same rows), so
@@ -183,6 +200,8 @@ def _build(
     finally:
         for src in sources:
             src.close()
+    from mixindex import __version__
+
     with (
         IndexWriter(
             out,
@@ -195,42 +214,21 @@ def _build(
             length_bound=planner.size_bound,
             force=force,
             compress=compress,
+            identity=_identity(config, planner, compress, __version__),
+            adopt=adopted is not None,
         ) as writer,
-        _progress(planner.size_bound, quiet) as bar,
+        progress_bar(planner.size_bound, quiet) as bar,
     ):
-        # Counting blocks is sequential; turning counts into positions and writing them is not.
-        # One background thread does the latter (numpy and file writes release the GIL) while
-        # this thread counts the next chunk. Writes stay in order: there is one writer thread.
-        def write(task: ChunkTask) -> int:
-            chunk = planner.materialize(task)
-            writer.write_chunk(
-                chunk.start,
-                {
-                    "source": chunk.source,
-                    "row": chunk.row,
-                    "epoch": chunk.epoch,
-                    "counts": chunk.counts,
-                    "cursors": chunk.cursors,
-                },
-                chunk.first_block,
+        begin = _resumed(writer, planner, out, quiet) if writer.adopted else None
+        if adopted is not None and not writer.adopted:
+            _say(
+                f"the killed build of {str(out)!r} was of another spec, chunking or mixindex "
+                "version; building from the start",
+                quiet,
             )
-            return len(chunk.source)
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixindex-write") as pool:
-            pending: deque[Future[int]] = deque()
-            try:
-                for task in planner.tasks():
-                    pending.append(pool.submit(write, task))
-                    while len(pending) > 2 or (pending and pending[0].done()):
-                        bar.update(pending.popleft().result())
-                while pending:
-                    bar.update(pending.popleft().result())
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
-        from mixindex import __version__
-
+        bar.update(writer.length)
+        job = ChunkJob(planner, writer.regions)
+        last = run_chunks(planner.tasks(begin), job, writer, executor, bar.update)
         writer.commit(
             {
                 "spec": config.to_dict(),
@@ -241,6 +239,57 @@ def _build(
                     "seconds": round(time.perf_counter() - started, 3),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 },
+                **plan_state_attr(planner, last),
             }
         )
     return out
+
+
+def plan_state_attr(planner: Planner, last: Any) -> dict[str, Any]:
+    """``plan_state``: planning's state at the last chunk's start, which ``mixindex extend``
+    goes on from (a ``restart`` mix only: the others end by themselves)."""
+    if planner.inputs.stop is not StopStrategy.RESTART or last is None or last.begin is None:
+        return {}
+    return {"plan_state": last.begin.to_json()}
+
+
+def _identity(
+    config: PipelineConfig, planner: Planner, compress: bool, version: str
+) -> dict[str, Any]:
+    """What decides the arrays' bytes: a killed build is resumed only if all of it is the same."""
+    return {
+        "mixindex": version,
+        "format_version": FORMAT_VERSION,
+        "mix": config.to_dict()["mix"],
+        "names": list(planner.inputs.names),
+        "lengths": list(planner.inputs.lengths),
+        "dtypes": {n: d.str for n, d in planner.dtypes.items()},
+        "chunk_blocks": planner.chunk_blocks,
+        "length_bound": planner.size_bound,
+        "compress": compress,
+    }
+
+
+def _resumed(writer: IndexWriter, planner: Planner, out: Path, quiet: bool) -> PlanState | None:
+    """Keep what the adopted folder holds that checks out; the state to plan on from."""
+    doc = writer.resume()
+    begin = None
+    if doc is not None:
+        try:
+            begin = PlanState.from_json(doc, planner.inputs.num_sources)
+        except ValueError:
+            begin = None
+    if begin is None or begin.block * planner.inputs.block_size != writer.length:
+        begin = None
+        writer.reset()
+    _say(
+        f"resuming the build of {str(out)!r}: {writer.length:,} positions kept (checked "
+        "against their digests)",
+        quiet,
+    )
+    return begin
+
+
+def _say(message: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"mixindex: {message}", file=sys.stderr, flush=True)

@@ -408,18 +408,18 @@ def publishing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 
 def meanwhile(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> None:
     """Run ``action`` once, while the build writes its first chunk."""
-    from mixindex.store.writer import IndexWriter
+    from mixindex.store.writer import RegionWriter
 
-    real = IndexWriter.write_chunk
+    real = RegionWriter.write
     done: list[bool] = []
 
-    def write_chunk(self: IndexWriter, *args: Any) -> None:
+    def write(self: RegionWriter, *args: Any) -> Any:
         if not done:
             done.append(True)
             action()
-        real(self, *args)
+        return real(self, *args)
 
-    monkeypatch.setattr(IndexWriter, "write_chunk", write_chunk)
+    monkeypatch.setattr(RegionWriter, "write", write)
 
 
 def test_an_index_that_appears_meanwhile_is_kept(

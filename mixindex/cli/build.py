@@ -32,6 +32,13 @@ from mixindex.cli.errors import friendly
     help="Convert every Parquet source into an Arrow IPC cache here (fast random rows); "
     'datasets with cache = "arrow" use it too.',
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Go on from the last complete chunk of a build of OUT that was killed (same spec); "
+    "a fresh build where there is none.",
+)
+@click.option("--chunk-blocks", type=click.IntRange(min=1), default=None, hidden=True)
 @friendly
 def build(
     spec: str,
@@ -42,6 +49,8 @@ def build(
     deep: bool,
     as_json: bool,
     cache_dir: str | None,
+    resume: bool,
+    chunk_blocks: int | None,
 ) -> None:
     """Plan the mix described by SPEC (TOML, YAML or JSON) into the index OUT."""
     from mixindex.audit.summary import format_summary, summarize
@@ -58,11 +67,48 @@ def build(
             compress=compress,
             deep_fingerprint=deep,
             cache_dir=cache_dir,
+            resume=resume,
+            chunk_blocks=chunk_blocks,
         )
     except BuildTerminated as exc:
         click.echo(
             f"error: the build was stopped by {exc.name}; {out!r} was left as it was and the "
             "build's temporary files were removed",
+            err=True,
+        )
+        sys.exit(128 + exc.signum)
+    if as_json:
+        click.echo(json.dumps(summarize(StoredIndex(path)), indent=2))
+    elif not quiet:
+        click.echo(format_summary(summarize(StoredIndex(path))))
+
+
+@click.command()
+@click.argument("index", type=click.Path())
+@click.option(
+    "--num-examples",
+    "-n",
+    required=True,
+    type=int,
+    help="The new length: more than the index has.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@friendly
+def extend(index: str, num_examples: int, quiet: bool, as_json: bool) -> None:
+    """Grow the restart mix INDEX to NUM_EXAMPLES positions, without planning its first ones
+    again: the result is what a fresh build of the longer mix writes, byte for byte."""
+    from mixindex.audit.summary import format_summary, summarize
+    from mixindex.errors import BuildTerminated
+    from mixindex.extender import extend as extend_index
+    from mixindex.store.index import StoredIndex
+
+    try:
+        path = extend_index(index, num_examples, quiet=quiet)
+    except BuildTerminated as exc:
+        click.echo(
+            f"error: extending was stopped by {exc.name}; {index!r} was left as it was and the "
+            "temporary files were removed",
             err=True,
         )
         sys.exit(128 + exc.signum)
@@ -138,4 +184,4 @@ def show(index: str, position: int, count: int, as_json: bool, no_verify: bool, 
             click.echo(f"  {key}: {text}")
 
 
-COMMANDS = [build, inspect, show]
+COMMANDS = [build, extend, inspect, show]

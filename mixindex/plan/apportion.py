@@ -43,6 +43,8 @@ class Apportioner:
     :meth:`state` and :meth:`restore` let a later run continue where this one stopped.
     """
 
+    STATE_ROWS = len(_STATE_ROWS)
+
     def __init__(
         self, scheduler: WeightScheduler, block_size: int, *, compiled: bool = True
     ) -> None:

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from mixindex.errors import PlanError
-from mixindex.plan.apportion import Apportioner
 from mixindex.plan.bound import length_bound, targets_before
 from mixindex.plan.rng import SALT_ROWS, derive_key
 from mixindex.plan.rows import GroupTable, mode_of, stream_rows
+from mixindex.plan.state import PlanState
 from mixindex.spec.config import RowOrder, StopStrategy
 from mixindex.spec.schedule import WeightScheduler
 
@@ -105,6 +105,7 @@ class ChunkTask:
     counts: np.ndarray
     cursors: np.ndarray
     last: bool = False
+    begin: PlanState | None = None  # planning's state at ``first_block``: tasks() goes on from it
 
 
 class Planner:
@@ -228,22 +229,23 @@ class Planner:
         for task in self.tasks():
             yield self.materialize(task)
 
-    def tasks(self) -> Iterator[ChunkTask]:
+    def tasks(self, begin: PlanState | None = None) -> Iterator[ChunkTask]:
         """The sequential part of planning: block counts and where the mix ends (the task
         marked ``last``; nothing is apportioned past it).
 
         Each task is then turned into positions by :meth:`materialize`, independently of the
-        others, so that work can run on another thread or process.
+        others, so that work can run on another thread or process. ``begin`` (a task's
+        ``begin``) plans from that task on: the same tasks as from the start (S6).
         """
         inp = self.inputs
         k, b, nb = inp.num_sources, inp.block_size, self.chunk_blocks
-        apportioner = Apportioner(inp.scheduler, b)
-        cursor = np.zeros(k, dtype=np.int64)
-        exhausted_at = np.full(k, -1, dtype=np.int64)
+        state = begin or PlanState.first(k)
+        apportioner = state.apportioner_at(inp.scheduler, b)
+        cursor, exhausted_at, block = state.cursor, state.exhausted_at, state.block
         cap = inp.num_examples if inp.num_examples is not None else self.length_bound
-        block = 0
         while True:
             start = block * b
+            here = PlanState.capture(block, cursor, exhausted_at, apportioner)
             # Apportion the chunk in growing slices and stop once the end of the mix is known:
             # a mix that ends early in a long chunk (whose length comes from a loose bound, say
             # past a far schedule point) costs its own length, not the chunk's. Slices give the
@@ -275,7 +277,7 @@ class Planner:
             # The end is known once the cap or the natural end falls in this chunk, also at its
             # very last position: no further chunk is apportioned just to find nothing in it.
             last = min(cap, natural) <= start + nb * b
-            yield ChunkTask(start, block, stop, counts, cum_start, last)
+            yield ChunkTask(start, block, stop, counts, cum_start, last, here)
             if last:
                 return
             cursor = cum_end[-1]

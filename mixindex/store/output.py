@@ -35,7 +35,8 @@ from mixindex.store.layout import CHUNK_DIGESTS, POSITION_ARRAYS, TABLE_ARRAYS
 from mixindex.store.meta import attributes_of
 
 # Everything a mixindex writer puts in its folder: a leftover holding only these names is ours.
-INDEX_ENTRIES = frozenset({"zarr.json", *POSITION_ARRAYS, *TABLE_ARRAYS, CHUNK_DIGESTS})
+# ``resume`` is a build's journal (mixindex.store.resume), removed before the index is published.
+INDEX_ENTRIES = frozenset({"zarr.json", *POSITION_ARRAYS, *TABLE_ARRAYS, CHUNK_DIGESTS, "resume"})
 
 
 def is_index(path: str | os.PathLike[str]) -> bool:

@@ -143,6 +143,20 @@ def _say(message: str) -> None:
     print(f"mixindex: {message}", file=sys.stderr, flush=True)
 
 
+def dead_temp_folders(out: Path) -> list[Path]:
+    """The temporary folders of builds of ``out`` whose process is gone (same host) and that
+    hold only index files: what :func:`clean_leftovers` removes, and a resumed build adopts."""
+    prefix = f".{out.name}.tmp-"
+    try:
+        names = sorted(n for n in os.listdir(out.parent) if n.startswith(prefix))
+    except OSError:
+        return []
+    paths = [out.parent / n for n in names]
+    return [
+        p for p in paths if _owner_gone(p.name[len(prefix) :]) is not None and _looks_like_ours(p)
+    ]
+
+
 def clean_leftovers(out: Path, say: Callable[[str], None] = _say) -> list[Path]:
     """Remove the temporary folders (and publishing lock) that dead builds of ``out`` left.
 

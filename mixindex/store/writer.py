@@ -1,13 +1,18 @@
 """Writing an index: zarr arrays in a temporary sibling, whole-array and per-chunk digests,
 then an atomic publish into place (:mod:`mixindex.store.publish`), so a half-written index never
 opens.
+
+Chunks may be written by many workers at once, in any order (:class:`RegionWriter`: each chunk
+has its own files); :meth:`IndexWriter.record` then takes them in position order, since the
+whole-array digests must not depend on the chunking or on who wrote what.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +27,9 @@ from mixindex.store.layout import (
     TABLE_ARRAYS,
 )
 from mixindex.store.meta import IndexMeta, content_digest
+from mixindex.store.resume import Journal
 
-__all__ = ["IndexWriter", "array_digest"]
+__all__ = ["IndexWriter", "RegionWriter", "array_digest"]
 
 # Rows of chunk_digests per stored chunk (each row is 160 bytes).
 _DIGEST_ROWS = 4096
@@ -36,6 +42,43 @@ def array_digest(data: np.ndarray) -> str:
 
 def _le_bytes(data: np.ndarray) -> memoryview:
     return np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<")).data
+
+
+@dataclass
+class RegionWriter:
+    """Writes chunks into the arrays of the folder ``folder``: picklable, so that a thread, a
+    process or a cluster worker sharing the file system can write chunks at the same time."""
+
+    folder: str
+    _arrays: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"folder": self.folder, "_arrays": {}}
+
+    def _array(self, name: str) -> Any:
+        arr = self._arrays.get(name)
+        if arr is None:
+            import zarr
+
+            # Chunks of zeros too: a reader needs every chunk's file.
+            arr = zarr.open_array(f"{self.folder}/{name}", mode="r+")
+            arr = arr.with_config({"write_empty_chunks": True})
+            self._arrays[name] = arr
+        return arr
+
+    def write(
+        self, start: int, first_block: int, arrays: Mapping[str, np.ndarray]
+    ) -> dict[str, bytes]:
+        """Write the positions from ``start`` and the table rows from ``first_block`` (whole
+        chunks, or the last one); returns each array's sha256 for the chunk."""
+        digests = {}
+        for name in ARRAYS:
+            arr = self._array(name)
+            data = np.asarray(arrays[name], dtype=arr.dtype)
+            lo = first_block if name in TABLE_ARRAYS else start
+            arr[lo : lo + len(data)] = data
+            digests[name] = hashlib.sha256(_le_bytes(data)).digest()
+        return digests
 
 
 class IndexWriter:
@@ -53,16 +96,29 @@ class IndexWriter:
         length_bound: int,
         force: bool = False,
         compress: bool = False,
+        identity: Mapping[str, Any] | None = None,
+        adopt: bool = False,
     ) -> None:
+        """``identity`` (JSON) says what decides the bytes, for the journal; ``adopt`` takes
+        over this process's temporary folder, already there (a dead build's, renamed by
+        :func:`~mixindex.store.resume.adopt_leftover`), if its journal is for ``identity``
+        (:attr:`adopted`; call :meth:`resume`), else replaces it."""
         from mixindex.store.output import check_existing
-        from mixindex.store.publish import tmp_path
+        from mixindex.store.publish import discard, tmp_path
 
         self.path = Path(path)
         self.force = force
         check_existing(self.path, force)
         self.tmp = tmp_path(self.path)
+        self.journal = Journal(self.tmp)
+        identity = json.loads(json.dumps(identity or {}))
+        self.adopted = adopt and self.journal.identity() == identity
+        if adopt and not self.adopted:
+            discard(self.tmp)
         try:
             self._setup(dtypes, num_sources, chunk_blocks, block_size, length_bound, compress)
+            if not self.adopted:
+                self.journal.start(identity)
         except BaseException:
             # A failure (or SIGTERM) while creating the arrays must not leave the folder behind.
             self.abort()
@@ -79,15 +135,14 @@ class IndexWriter:
     ) -> None:
         import zarr
 
-        self.group = zarr.open_group(str(self.tmp), mode="w", zarr_format=3)
+        self.group = zarr.open_group(
+            str(self.tmp), mode="r+" if self.adopted else "w", zarr_format=3
+        )
+        self.regions = RegionWriter(str(self.tmp))
         self.chunk_positions = chunk_blocks * block_size
         self.chunk_blocks = chunk_blocks
         self.block_size = block_size
-        self.length = 0
-        self.blocks = 0
-        self.digests: dict[str, list[bytes]] = {name: [] for name in ARRAYS}
-        # Whole-array hashes, fed chunk by chunk: the content digest must not see the chunking.
-        self.hashes = {name: hashlib.sha256() for name in self.digests}
+        self.reset()
         codec: dict[str, Any] = {"compressors": None}
         if compress:
             from zarr.codecs import ZstdCodec
@@ -95,7 +150,10 @@ class IndexWriter:
             codec = {"compressors": ZstdCodec(level=3)}
         config: Any = {"write_empty_chunks": True}
         self.codec, self.config = codec, config
-        self.arrays = {}
+        self.arrays: dict[str, Any] = {}
+        if self.adopted:
+            self.arrays = {name: self.group[name] for name in ARRAYS}
+            return
         bound_blocks = -(-length_bound // block_size)
         for name in POSITION_ARRAYS:
             self.arrays[name] = self.group.create_array(
@@ -118,6 +176,14 @@ class IndexWriter:
                 **codec,
             )
 
+    def reset(self) -> None:
+        """Record from the first chunk again (what is on disk is written over)."""
+        self.length = 0
+        self.blocks = 0
+        self.digests: dict[str, list[bytes]] = {name: [] for name in ARRAYS}
+        # Whole-array hashes, fed chunk by chunk: the content digest must not see the chunking.
+        self.hashes = {name: hashlib.sha256() for name in ARRAYS}
+
     def __enter__(self) -> IndexWriter:
         return self
 
@@ -126,23 +192,56 @@ class IndexWriter:
             self.abort()
 
     def write_chunk(self, start: int, arrays: Mapping[str, np.ndarray], first_block: int) -> None:
-        """Write the positions ``[start, start + len)`` and the tables of their blocks."""
+        """Write the positions ``[start, start + len)`` and the tables of their blocks, in order."""
+        self._check_next(start)
+        self.record(start, arrays, first_block, self.regions.write(start, first_block, arrays))
+
+    def _check_next(self, start: int) -> None:
         if start != self.length or start % self.chunk_positions:
-            raise ValueError(f"chunks must be written in order; got start {start}")
-        n = len(arrays["source"])
-        for name in POSITION_ARRAYS:
+            raise ValueError(f"chunks must be recorded in order; got start {start}")
+
+    def record(
+        self,
+        start: int,
+        arrays: Mapping[str, np.ndarray],
+        first_block: int,
+        digests: Mapping[str, bytes],
+    ) -> None:
+        """Take the chunk from ``start``, already written (:class:`RegionWriter`), in order:
+        feed the whole-array digests and journal it as done."""
+        self._check_next(start)
+        for name in ARRAYS:
             data = np.asarray(arrays[name], dtype=self.arrays[name].dtype)
-            self.arrays[name][start : start + n] = data
-            self.digests[name].append(hashlib.sha256(_le_bytes(data)).digest())
+            self.digests[name].append(digests[name])
             self.hashes[name].update(_le_bytes(data))
-        nb = len(arrays["counts"])
-        for name in TABLE_ARRAYS:
-            data = np.asarray(arrays[name], dtype=self.arrays[name].dtype)
-            self.arrays[name][first_block : first_block + nb] = data
-            self.digests[name].append(hashlib.sha256(_le_bytes(data)).digest())
-            self.hashes[name].update(_le_bytes(data))
-        self.length = start + n
-        self.blocks = first_block + nb
+        self.journal.done(start // self.chunk_positions, digests)
+        self.length = start + len(arrays["source"])
+        self.blocks = first_block + len(arrays["counts"])
+
+    def begin(self, start: int, state: Mapping[str, Any]) -> None:
+        """Journal planning's ``state`` at the chunk from ``start``, before it is written."""
+        self.journal.begin(start // self.chunk_positions, state)
+
+    def resume(self) -> Any:
+        """Keep the adopted folder's chunks that check out against the journal (re-read and
+        hashed, in order) and return the planning state to go on from (None: the start)."""
+        kept = self.journal.kept()
+        for i, digests in enumerate(kept):
+            lo, blo = i * self.chunk_positions, i * self.chunk_blocks
+            arrays: dict[str, np.ndarray] = {
+                n: self.arrays[n][lo : lo + self.chunk_positions] for n in POSITION_ARRAYS
+            }
+            for name in TABLE_ARRAYS:
+                arrays[name] = self.arrays[name][blo : blo + self.chunk_blocks]
+            found = {n: hashlib.sha256(_le_bytes(a)).digest() for n, a in arrays.items()}
+            # A chunk is kept only with the state that plans the one after it.
+            if found != digests or self.journal.state(i + 1) is None:
+                break
+            self.record(lo, arrays, blo, found)
+        done = self.length // self.chunk_positions
+        state = self.journal.state(done)
+        self.journal.forget_from(done)
+        return state
 
     def commit(self, attrs: dict[str, Any]) -> str:
         """Trim the arrays to their final length, store the attributes, and move into place.
@@ -155,6 +254,7 @@ class IndexWriter:
         for name in TABLE_ARRAYS:
             self.arrays[name].resize((self.blocks, k))
         self._write_chunk_digests()
+        self.journal.remove()
         whole = {n: h.hexdigest() for n, h in self.hashes.items()}
         doc = dict(attrs)
         doc.update(
@@ -186,6 +286,7 @@ class IndexWriter:
         ).reshape(n, len(ARRAYS), 32)
         arr = self.group.create_array(
             CHUNK_DIGESTS,
+            overwrite=True,  # a resumed build may have got this far before
             shape=table.shape,
             chunks=(max(1, min(n, _DIGEST_ROWS)), len(ARRAYS), 32),
             dtype=np.uint8,
