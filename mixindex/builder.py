@@ -28,6 +28,7 @@ from mixindex.store.output import (
     protected_paths,
 )
 from mixindex.store.publish import clean_leftovers, termination_guard
+from mixindex.store.remote import IndexUrl, is_url
 from mixindex.store.writer import IndexWriter
 
 
@@ -50,7 +51,8 @@ def build(
     compress: bool = False,
     deep_fingerprint: bool = False,
     cache_dir: str | Path | None = None,
-) -> Path:
+    storage_options: dict[str, Any] | None = None,
+) -> Path | IndexUrl:
     """Plan the mix described by ``spec`` and store it at ``out``; returns the index path.
 
     Nothing is left at ``out`` (or beside it) if anything fails, SIGTERM included (it raises
@@ -59,8 +61,27 @@ def build(
     folder, or that would not fit on its disk, is refused before any work. ``cache_dir``
     converts every Parquet source into an Arrow IPC cache there (fast random rows); a dataset
     with ``cache = "arrow"`` is converted even without it, into the default cache folder.
+    ``out`` may be a URL (``s3://bucket/mix.mixindex``, see :mod:`mixindex.store.remote`);
+    ``storage_options`` are then passed to its fsspec filesystem.
     """
     with termination_guard():
+        if is_url(out):
+            # Built in a local temporary folder, then uploaded and published atomically.
+            from mixindex.store.remote import build_remote
+
+            def build_local(local: Path) -> Path:
+                return _build(
+                    spec,
+                    local,
+                    force=False,
+                    quiet=quiet,
+                    chunk_blocks=chunk_blocks,
+                    compress=compress,
+                    deep_fingerprint=deep_fingerprint,
+                    cache_dir=cache_dir,
+                )
+
+            return build_remote(str(out), build_local, force=force, storage_options=storage_options)
         return _build(
             spec,
             Path(out),
