@@ -46,6 +46,7 @@ __all__ = [
     "SpecError",
     "StateError",
     "StopStrategy",
+    "StorageError",
     "TextShardedSource",
     "WeightSchedulePoint",
     "WeightScheduler",
@@ -71,6 +72,7 @@ from mixindex.errors import (
     SourceError,
     SpecError,
     StateError,
+    StorageError,
 )
 from mixindex.spec.config import (
     DatasetConfig,

@@ -83,8 +83,10 @@ class MixedDataset:
         datasets: Mapping[str, Any] | None = None,
         columns: Sequence[str] | None = None,
         verify: bool = True,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
-        self.index = StoredIndex(path)
+        self._storage_options = storage_options
+        self.index = StoredIndex(path, storage_options=storage_options)
         if isinstance(columns, str):
             columns = [columns]
         self.columns = list(columns) if columns is not None else None
@@ -363,7 +365,7 @@ class MixedDataset:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         path, digest = state["index"]
-        index = StoredIndex(path)
+        index = StoredIndex(path, storage_options=state.get("_storage_options"))
         if index.digest != digest:
             raise IndexReplacedError(
                 f"the index at {path!r} changed since this dataset was sent to another process "
@@ -385,13 +387,20 @@ def open(
     datasets: Mapping[str, Any] | None = None,
     columns: Sequence[str] | None = None,
     verify: bool = True,
+    storage_options: dict[str, Any] | None = None,
 ) -> MixedDataset:
-    """Open a built index for reading.
+    """Open a built index for reading: a local path, or a URL such as ``s3://bucket/mix.mixindex``
+    (chunks fetched as they are read, into a local cache; ``storage_options`` go to fsspec).
 
     ``data_files`` / ``datasets`` replace where a source's data lives (for moved files, or for a
     ``datasets.Dataset`` that was built from memory); ``columns`` keeps only these columns (every
     source must have them); ``verify=False`` skips the fingerprint check.
     """
     return MixedDataset(
-        path, data_files=data_files, datasets=datasets, columns=columns, verify=verify
+        path,
+        data_files=data_files,
+        datasets=datasets,
+        columns=columns,
+        verify=verify,
+        storage_options=storage_options,
     )

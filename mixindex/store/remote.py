@@ -29,7 +29,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,10 @@ __all__ = [
     "POINTER",
     "IndexUrl",
     "build_remote",
+    "default_options",
     "filesystem",
     "is_url",
     "read_pointer",
-    "set_default_options",
     "version_name",
 ]
 
@@ -69,9 +70,16 @@ def is_url(path: object) -> bool:
     return isinstance(path, str) and not isinstance(path, Path) and "://" in path
 
 
-def set_default_options(options: dict[str, Any]) -> None:
-    """Storage options for every filesystem opened from now on (the CLI's --storage-option)."""
+@contextmanager
+def default_options(options: dict[str, Any]) -> Iterator[None]:
+    """Storage options for every filesystem opened inside (the CLI's --storage-option)."""
+    saved = dict(_DEFAULT_OPTIONS)
     _DEFAULT_OPTIONS.update(options)
+    try:
+        yield
+    finally:
+        _DEFAULT_OPTIONS.clear()
+        _DEFAULT_OPTIONS.update(saved)
 
 
 def filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:

@@ -75,22 +75,45 @@ class RemoteFolder:
         self._cache: Path | None = None
         self._digests: ChunkedArray | None = None
         self._pid = os.getpid()
+        # s3fs asks for an object's size (a HEAD, one more round trip) before a GET unless told
+        # to read it in one piece, which suits chunks of a few MB.
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        self._get: dict[str, Any] = {"max_concurrency": 1} if "s3" in protocols else {}
+        if self.version is not None:
+            self._prefetch_metadata()
+
+    def _prefetch_metadata(self) -> None:
+        """Every zarr.json of the version, fetched at once (concurrently) into the cache, so
+        that no small request waits in front of the first chunk."""
+        cache = self._cache_dir()
+        names = ["zarr.json", *(f"{a}/zarr.json" for a in (*ARRAYS, CHUNK_DIGESTS))]
+        missing = [n for n in names if cache is not None and not (cache / n).exists()]
+        if not missing:
+            return
+        paths = [f"{self.base}/{n}" for n in missing]
+        try:
+            got = self._fs().cat(paths, on_error="omit", **self._get)
+        except Exception as exc:
+            raise fetch_error(str(self.path), exc) from None
+        for n in missing:
+            data = got.get(f"{self.base}/{n}")
+            if isinstance(data, bytes):
+                self.fetched.append(n)
+                self._store(n, data)
 
     # ---- fetching ------------------------------------------------------------------------------
 
     def _fs(self) -> Any:
         if os.getpid() != self._pid:
             # A forked child: the parent's connections and event loop are not the child's.
-            from fsspec.core import url_to_fs
-
-            opts = dict(self.storage_options or {})
-            self.fs = url_to_fs(self.url, skip_instance_cache=True, **opts)[0]
+            opts = {**(self.storage_options or {}), "skip_instance_cache": True}
+            self.fs = filesystem(self.url, opts)[0]
             self._pid = os.getpid()
         return self.fs
 
     def _fetch(self, name: str) -> bytes:
         try:
-            data = self._fs().cat_file(f"{self.base}/{name}")
+            data = self._fs().cat_file(f"{self.base}/{name}", **self._get)
         except FileNotFoundError:
             what = self.replaced()
             if what is not None:
@@ -121,7 +144,14 @@ class RemoteFolder:
             return path
         except FileNotFoundError:
             pass
-        data = self._fetch(name)
+        self._store(name, self._fetch(name))
+        return path
+
+    def _store(self, name: str, data: bytes) -> None:
+        cache = self._cache_dir()
+        if cache is None:
+            return
+        path = cache / name
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
@@ -133,7 +163,6 @@ class RemoteFolder:
                 "MIXINDEX_CACHE_DIR to a writable folder"
             ) from None
         _evict(cache.parent, _cache_limit(), keep=path)
-        return path
 
     # ---- what ChunkedArray and StoredIndex read ------------------------------------------------
 
