@@ -112,10 +112,17 @@ def fetch_error(url: str, exc: BaseException) -> StorageError:
     )
 
 
+def whole_get(fs: Any) -> dict[str, Any]:
+    """Keywords for ``cat_file`` that read a small object in one GET: s3fs otherwise asks for
+    its size first (a HEAD, one more round trip)."""
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return {"max_concurrency": 1} if "s3" in protocols else {}
+
+
 def read_pointer(fs: Any, root: str, url: str) -> dict[str, Any] | None:
     """The pointer document at ``root``; None where there is none."""
     try:
-        raw = fs.cat_file(f"{root}/{POINTER}")
+        raw = fs.cat_file(f"{root}/{POINTER}", **whole_get(fs))
     except FileNotFoundError:
         return None
     except Exception as exc:  # backends raise their own types for network failures

@@ -34,6 +34,7 @@ from mixindex.store.remote import (
     filesystem,
     read_pointer,
     version_name,
+    whole_get,
 )
 
 if TYPE_CHECKING:
@@ -75,10 +76,7 @@ class RemoteFolder:
         self._cache: Path | None = None
         self._digests: ChunkedArray | None = None
         self._pid = os.getpid()
-        # s3fs asks for an object's size (a HEAD, one more round trip) before a GET unless told
-        # to read it in one piece, which suits chunks of a few MB.
-        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
-        self._get: dict[str, Any] = {"max_concurrency": 1} if "s3" in protocols else {}
+        self._get = whole_get(self.fs)  # chunks are a few MB: one GET each
         if self.version is not None:
             self._prefetch_metadata()
 
