@@ -318,3 +318,46 @@ def test_storage_options_reach_the_filesystem_and_are_never_stored(
         body = client.get_object(Bucket=s3.name, Key=key)["Body"].read()
         assert endpoint.encode() not in body and b"endpoint_url" not in body
     assert_one_line_error(run("show", url, "0", "--storage-option", "oops"), "KEY=VALUE")
+
+
+def test_a_sibling_prefix_is_neither_foreign_nor_touched(spec: Path, s3: Bucket) -> None:
+    s3.client().put_object(Bucket=s3.name, Key="mix.mixindex2/keep.txt", Body=b"mine")
+    url = str(build(spec, s3.url("mix.mixindex"), chunk_blocks=10))
+    build(spec, url, force=True, chunk_blocks=10)
+    assert "mix.mixindex2/keep.txt" in keys(s3)
+    assert len(mixindex.open(url)) == 1000
+
+
+def test_a_remote_dataset_travels_to_other_processes(remote: str, local: Path) -> None:
+    import multiprocessing
+    import pickle
+
+    want = mixindex.open(local)
+    ds = mixindex.open(remote)
+    ds[0]
+    copy = pickle.loads(pickle.dumps(ds))
+    assert copy.digest == ds.digest and copy[750] == want[750]
+    # A forked worker (a DataLoader's) inherits the dataset, not a pickle of it, and reads
+    # chunks its parent never fetched.
+    _INHERITED.append(ds)
+    try:
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            got = pool.apply(_read_at, (850,))
+    finally:
+        _INHERITED.clear()
+    assert got == want[850]
+
+
+_INHERITED: list[mixindex.MixedDataset] = []
+
+
+def _read_at(position: int) -> dict[str, Any]:
+    return dict(_INHERITED[0][position])
+
+
+def test_an_index_copied_up_by_hand_is_read_in_place_and_checked(local: Path, s3: Bucket) -> None:
+    fs = s3.filesystem()
+    fs.put(str(local), f"{s3.name}/copied.mixindex", recursive=True)
+    ds = mixindex.open(s3.url("copied.mixindex"))
+    np.testing.assert_array_equal(all_positions(ds), all_positions(mixindex.open(local)))
+    assert verify(s3.url("copied.mixindex")).ok
