@@ -361,3 +361,10 @@ def test_an_index_copied_up_by_hand_is_read_in_place_and_checked(local: Path, s3
     ds = mixindex.open(s3.url("copied.mixindex"))
     np.testing.assert_array_equal(all_positions(ds), all_positions(mixindex.open(local)))
     assert verify(s3.url("copied.mixindex")).ok
+
+
+def test_a_compressed_remote_index_reads_and_verifies(spec: Path, local: Path, s3: Bucket) -> None:
+    url = str(build(spec, s3.url("zstd.mixindex"), chunk_blocks=10, compress=True))
+    ds = mixindex.open(url)
+    np.testing.assert_array_equal(all_positions(ds), all_positions(mixindex.open(local)))
+    assert verify(url).ok
