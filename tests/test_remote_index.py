@@ -104,7 +104,9 @@ def test_a_reader_fetches_only_the_chunks_it_reads_and_keeps_them(remote: str) -
     assert not any("/c/" in k for k in opened)  # opening reads metadata only
     assert "chunk_digests/zarr.json" in opened
     ds[250]
-    assert folder.fetched[len(opened) :] == ["source/c/2", "chunk_digests/c/0/0/0", "row/c/2"]
+    assert set(folder.fetched[len(opened) :]) == {
+        "source/c/2", "row/c/2", "chunk_digests/c/0/0/0",
+    }  # fmt: skip
     ds[260]
     ds[299]
     assert len(folder.fetched) == len(opened) + 3  # served from the chunks already fetched
