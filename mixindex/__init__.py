@@ -52,6 +52,7 @@ __all__ = [
     "StageError",
     "StateError",
     "StopStrategy",
+    "StorageError",
     "TextDatasetInform",
     "TextShardedSource",
     "TokenizeStageConfig",
@@ -83,6 +84,7 @@ from mixindex.errors import (
     SpecError,
     StageError,
     StateError,
+    StorageError,
 )
 from mixindex.pipeline.stages import (
     LoadStageConfig,

@@ -30,6 +30,7 @@ from mixindex.store.output import (
     protected_paths,
 )
 from mixindex.store.publish import clean_leftovers, termination_guard
+from mixindex.store.remote import IndexUrl, is_url
 from mixindex.store.resume import adopt_leftover
 from mixindex.store.writer import IndexWriter
 from mixindex.workers import ChunkJob, run_chunks
@@ -57,7 +58,8 @@ def build(
     cache_dir: str | Path | None = None,
     executor: Executor | None = None,
     resume: bool = False,
-) -> Path:
+    storage_options: dict[str, Any] | None = None,
+) -> Path | IndexUrl:
     """Plan the mix described by ``spec`` and store it at ``out``; returns the index path.
 
     Nothing is left at ``out`` (or beside it) if anything fails, SIGTERM included (it raises
@@ -71,8 +73,29 @@ def build(
     default a thread per core); the index is the same, byte for byte, whatever it is. ``resume``
     goes on from the last chunk that a killed build of the same spec and ``out`` completed
     (a fresh build where there is none).
+    ``out`` may be a URL (``s3://bucket/mix.mixindex``, see :mod:`mixindex.store.remote`);
+    ``storage_options`` are then passed to its fsspec filesystem.
     """
     with termination_guard():
+        if is_url(out):
+            # Built in a local temporary folder, then uploaded and published atomically.
+            from mixindex.store.remote import build_remote
+
+            def build_local(local: Path) -> Path:
+                return _build(
+                    spec,
+                    local,
+                    force=False,
+                    quiet=quiet,
+                    chunk_blocks=chunk_blocks,
+                    compress=compress,
+                    deep_fingerprint=deep_fingerprint,
+                    cache_dir=cache_dir,
+                    executor=executor,
+                    resume=False,
+                )
+
+            return build_remote(str(out), build_local, force=force, storage_options=storage_options)
         return _build(
             spec,
             Path(out),

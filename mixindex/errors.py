@@ -69,6 +69,11 @@ class IndexReplacedError(IndexFormatError):
     """The index a reader opened was replaced or removed at its path while it was open."""
 
 
+class StorageError(MixIndexError, OSError):
+    """Object storage could not be reached, or refused a request (network, endpoint,
+    credentials, a missing bucket)."""
+
+
 class IndexExistsError(MixIndexError, FileExistsError):
     """The output path exists and overwriting was not asked for."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mixindex.cli import audit, build
+from mixindex.cli.storage import add_storage_option
 
 __all__ = ["main"]
 
@@ -16,4 +17,5 @@ def main() -> None:
 
 
 for _command in (*build.COMMANDS, *audit.COMMANDS):
+    add_storage_option(_command)
     main.add_command(_command)

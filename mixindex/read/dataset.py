@@ -90,7 +90,10 @@ class MixedDataset:
         verify: bool = True,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.index = StoredIndex(path)
+        self._storage_options = dict(storage_options) if storage_options is not None else None
+        self.index = StoredIndex(
+            path, storage_options=dict(storage_options) if storage_options is not None else None
+        )
         if isinstance(columns, str):
             columns = [columns]
         self.columns = list(columns) if columns is not None else None
@@ -369,7 +372,7 @@ class MixedDataset:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         path, digest = state["index"]
-        index = StoredIndex(path)
+        index = StoredIndex(path, storage_options=state.get("_storage_options"))
         if index.digest != digest:
             raise IndexReplacedError(
                 f"the index at {path!r} changed since this dataset was sent to another process "
@@ -393,7 +396,8 @@ def open(
     verify: bool = True,
     storage_options: Mapping[str, Any] | None = None,
 ) -> MixedDataset:
-    """Open a built index for reading.
+    """Open a built index for reading: a local path, or a URL such as ``s3://bucket/mix.mixindex``
+    (chunks fetched as they are read, into a local cache; ``storage_options`` go to fsspec).
 
     ``data_files`` / ``datasets`` replace where a source's data lives (for moved files, or for a
     ``datasets.Dataset`` that was built from memory); ``columns`` keeps only these columns (every

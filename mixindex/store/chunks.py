@@ -11,11 +11,16 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mixindex.errors import IndexFormatError, one_line
+from mixindex.errors import IndexFormatError, MixIndexError, one_line
 from mixindex.store.folder import IndexFolder
+
+if TYPE_CHECKING:
+    from mixindex.store.remote import IndexUrl
+    from mixindex.store.remotefolder import RemoteFolder
 
 __all__ = ["ChunkedArray"]
 
@@ -27,7 +32,7 @@ class ChunkedArray:
     a missing, short or over-long file is IndexFormatError naming it, never zeros.
     """
 
-    def __init__(self, folder: IndexFolder, name: str) -> None:
+    def __init__(self, folder: IndexFolder | RemoteFolder, name: str) -> None:
         # The array's own zarr.json (shape, chunks, dtype, codecs), not the index's attributes.
         doc = folder.read_json(f"{name}/zarr.json")
         try:
@@ -58,7 +63,7 @@ class ChunkedArray:
         self._folder = folder
         self._maps: dict[int, np.ndarray] = {}
 
-    def on(self, folder: IndexFolder) -> ChunkedArray:
+    def on(self, folder: IndexFolder | RemoteFolder) -> ChunkedArray:
         """This array read through ``folder`` (a clone of its own), with no chunk mapped yet."""
         other = copy.copy(self)
         other._folder = folder
@@ -81,7 +86,7 @@ class ChunkedArray:
         """Chunk ``i``'s file inside the array folder, as zarr v3 names it: ``c/3``, ``c/3/0``."""
         return str(self.sep).join(["c", str(i)] + ["0"] * (len(self.shape) - 1))
 
-    def chunk_path(self, i: int) -> Path:
+    def chunk_path(self, i: int) -> Path | IndexUrl:
         """Chunk ``i``'s file, for messages."""
         return self.path / self.chunk_key(i)
 
@@ -135,12 +140,13 @@ class ChunkedArray:
         except FileNotFoundError:
             raise self._missing(i) from None
         except (ValueError, OSError) as exc:
-            if isinstance(exc, IndexFormatError):
+            if isinstance(exc, MixIndexError):
                 raise
             raise IndexFormatError(
                 f"{str(self.chunk_path(i))!r} is damaged ({one_line(exc)}); check the index "
                 "with 'mixindex verify' and rebuild it"
             ) from None
+        self._folder.check_chunk(self.name, i, full[: hi - lo])
         return full[: hi - lo]
 
     def _decompress(self, i: int, data: bytes) -> np.ndarray:

@@ -33,7 +33,7 @@ __all__ = ["IndexFolder", "not_an_index"]
 _DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
 
 
-def not_an_index(path: Path, why: str) -> IndexFormatError:
+def not_an_index(path: Path | str, why: str) -> IndexFormatError:
     return IndexFormatError(
         f"{str(path)!r} is not a mixindex index ({why}); build one with "
         "'mixindex build SPEC -o OUT'"
@@ -162,6 +162,10 @@ class IndexFolder:
         finally:
             os.close(fd)
         return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+    def check_chunk(self, name: str, i: int, data: np.ndarray) -> None:
+        """Nothing: a local chunk is checked by its size when mapped (``mixindex verify``
+        hashes it); a remote one against its digest (:mod:`mixindex.store.remotefolder`)."""
 
     def size(self, name: str) -> int:
         """A file's size in bytes; FileNotFoundError if it is missing (see :meth:`open_fd`)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,10 @@ from mixindex.store.chunks import ChunkedArray
 from mixindex.store.folder import IndexFolder, not_an_index
 from mixindex.store.layout import ARRAYS, ATTR_KEY, CHUNK_DIGESTS, POSITION_ARRAYS, TABLE_ARRAYS
 from mixindex.store.meta import IndexMeta, attributes_of, content_digest
+from mixindex.store.remote import IndexUrl, is_url
+
+if TYPE_CHECKING:
+    from mixindex.store.remotefolder import RemoteFolder
 
 __all__ = ["StoredIndex"]
 
@@ -35,9 +39,25 @@ class StoredIndex:
     caller: ``mixindex verify`` reports it).
     """
 
-    def __init__(self, path: str | Path, *, check_digest: bool = True) -> None:
-        self.path = Path(path)
-        self.folder = IndexFolder(self.path)
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        check_digest: bool = True,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.path: Path | IndexUrl
+        self.folder: IndexFolder | RemoteFolder
+        self.storage_options = storage_options
+        if is_url(path):
+            # Object storage (mixindex.store.remote): fsspec and its backend load only here.
+            from mixindex.store.remotefolder import RemoteFolder
+
+            self.path = IndexUrl(str(path).rstrip("/"))
+            self.folder = RemoteFolder(self.path, storage_options)
+        else:
+            self.path = Path(path)
+            self.folder = IndexFolder(self.path)
         group = self.folder.read_json("zarr.json")
         doc = attributes_of(group)
         if group.get("zarr_format") != 3 or doc is None:
