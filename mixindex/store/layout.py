@@ -20,7 +20,7 @@ __all__ = [
     "TABLE_ARRAYS",
 ]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 POSITION_ARRAYS = ("source", "row", "epoch")
 TABLE_ARRAYS = ("counts", "cursors")
 ARRAYS = (*POSITION_ARRAYS, *TABLE_ARRAYS)
