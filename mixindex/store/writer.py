@@ -60,9 +60,10 @@ class RegionWriter:
         if arr is None:
             import zarr
 
-            # Chunks of zeros too: a reader needs every chunk's file.
-            arr = zarr.open_array(f"{self.folder}/{name}", mode="r+")
-            arr = arr.with_config({"write_empty_chunks": True})
+            # Chunks of zeros too: a reader needs every chunk's file. (The array takes the
+            # setting when it is opened; open_array has no config argument before zarr 3.1.4.)
+            with zarr.config.set({"array.write_empty_chunks": True}):
+                arr = zarr.open_array(f"{self.folder}/{name}", mode="r+")
             self._arrays[name] = arr
         return arr
 
