@@ -87,6 +87,6 @@ def test_the_golden_index_reads_back() -> None:
         assert ex == {**rows[GOLDEN_ROW[i]], "__source__": ds.names[GOLDEN_SOURCE[i]]}
 
 
-GOLDEN_SOURCE = [1, 0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 1]
-GOLDEN_ROW = [3, 3, 0, 1, 2, 1, 0, 4, 6, 4, 5, 6, 2]
-GOLDEN_EPOCH = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]
+GOLDEN_SOURCE = [1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, 1]
+GOLDEN_ROW = [3, 3, 0, 1, 1, 2, 4, 6, 5, 6, 0, 4, 2]
+GOLDEN_EPOCH = [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]

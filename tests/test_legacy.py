@@ -44,9 +44,9 @@ def test_the_defaults_run(files: dict[str, str]) -> None:
     assert [i.type for i in mixture.informs] == ["parquet", "json"]  # guessed from the suffix
     dataset = build_dataset(mixture)
     assert isinstance(dataset, datasets.IterableDataset)
-    head = list(itertools.islice(dataset, 200))
+    head = list(itertools.islice(dataset, 2048))
     # Equal weights, exact in the first block of 2048, and each source restarts.
-    assert Counter(map(source, head)) == {"a": 100, "b": 100}
+    assert Counter(map(source, head)) == {"a": 1024, "b": 1024}
     assert all(set(ex) == {"text"} for ex in head)
 
 

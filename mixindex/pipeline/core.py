@@ -5,7 +5,7 @@
     >>> pipeline = Pipeline.from_config(config)
     >>> batches = iter(pipeline.source().mix(index="mix.mixindex").load().build())
     >>> next(batches)["__source__"]  # with tokenize(): input_ids, attention_mask too
-    array(['code', 'code', 'text', 'code'], dtype='<U4')
+    array(['code', 'code', 'text', 'text'], dtype='<U4')
     >>> state = pipeline.state_dict()  # later: pipeline.load_state_dict(state), then build()
 
 Stages are recorded in order and run lazily by :meth:`Pipeline.build`: ``source()`` comes
