@@ -125,8 +125,10 @@ def test_grouped_orders_groups_and_rows_afresh() -> None:
 
 
 def test_planning_loads_numba_but_the_reader_does_not() -> None:
+    # (A small mix runs on the references: SMALL_MIX = 0 makes this one use the kernels.)
     code = (
         "import sys, mixindex, mixindex.read.dataset, mixindex.plan.planner as p; "
+        "p.SMALL_MIX = 0; "
         "from mixindex.spec.schedule import WeightSchedulePoint as W, WeightScheduler as S; "
         "a = 'numba' in sys.modules; "
         "i = p.PlanInputs(names=('a',), lengths=(5,), scheduler=S([W(0, {'a': 1.0})]), "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +23,12 @@ from mixindex.spec.schedule import WeightSchedulePoint, WeightScheduler
 @pytest.fixture(params=["kernels", "reference"])
 def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Plan with the compiled kernels, or with their numpy references in their place: the
-    golden sequences below hold for both."""
+    golden sequences below hold for both. (Small mixes run on the references by themselves:
+    the kernels are forced here.)"""
+    import mixindex.plan.planner as planner_module
+
+    if request.param == "kernels":
+        monkeypatch.setattr(planner_module, "SMALL_MIX", 0)
     if request.param == "reference":
         import mixindex.plan.planner as planner_module
         from mixindex.plan.rng import shuffle_blocks
@@ -270,12 +276,23 @@ def test_dtypes_follow_the_data() -> None:
 
 
 @pytest.mark.parametrize("row_order", ["sequential", "shuffled", "grouped"])
-def test_kernels_and_references_plan_the_same_mix(row_order: str) -> None:
+def test_kernels_and_references_plan_the_same_mix(
+    row_order: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mixindex.plan.planner as planner_module
     from mixindex.plan.rng import shuffle_blocks
     from mixindex.plan.rows import reference_rows
 
     args = {"block_size": 9, "seed": 11, "num_examples": 1998, "row_order": row_order}
+    # A small mix runs on the references by itself; the planner planning it on its own gives
+    # what the kernels give.
+    small = plan([5, 17, 300, 2], [0.1, 0.3, 0.5, 0.1], **args)
+    assert not small.planner.compiled
+    monkeypatch.setattr(planner_module, "SMALL_MIX", 0)
     p = plan([5, 17, 300, 2], [0.1, 0.3, 0.5, 0.1], **args)
+    assert p.planner.compiled
+    for field in ("source", "row", "epoch", "counts", "cursors"):
+        assert (getattr(small, field) == getattr(p, field)).all(), field
     blocks = shuffle_blocks(11, 0, p.counts, 9, p.planner.source_dtype).ravel()
     assert (p.source == blocks).all()
     cursor = np.zeros(4, dtype=np.int64)
@@ -504,3 +521,37 @@ def test_the_builder_turns_a_config_into_plan_inputs() -> None:
     assert (inputs.block_size, inputs.seed, inputs.num_examples) == (4, 3, None)
     assert inputs.row_order == "shuffled"
     assert inputs.scheduler.get_weights(0) == {"a": 0.25, "b": 0.75}
+
+
+def test_a_small_build_loads_no_compiler(tmp_path: Path) -> None:
+    # numba and its cached kernels cost about half a second to load: more than a small plan.
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import mixindex
+
+    spec = tmp_path / "mix.toml"
+    pq.write_table(pa.table({"x": list(range(40))}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"x": list(range(30))}), tmp_path / "b.parquet")
+    spec.write_text(
+        '[[datasets]]\nname = "a"\ndata_files = "a.parquet"\n'
+        '[[datasets]]\nname = "b"\ndata_files = "b.parquet"\n'
+        "[mix]\nweights = { a = 1, b = 2 }\nblock_size = 10\nnum_examples = 500\nseed = 1\n"
+    )
+    code = (
+        "import sys, mixindex; mixindex.build(sys.argv[1], sys.argv[2]); "
+        "print(sorted(m for m in ('numba', 'llvmlite') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(mixindex.__file__).resolve().parents[1])}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(spec), str(tmp_path / "m.mixindex")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

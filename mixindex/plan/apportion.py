@@ -70,10 +70,15 @@ class Apportioner:
 
     @classmethod
     def restore(
-        cls, scheduler: WeightScheduler, block_size: int, state: dict[str, Any]
+        cls,
+        scheduler: WeightScheduler,
+        block_size: int,
+        state: dict[str, Any],
+        *,
+        compiled: bool = True,
     ) -> Apportioner:
         """An apportioner that continues from :meth:`state`."""
-        out = cls(scheduler, block_size)
+        out = cls(scheduler, block_size, compiled=compiled)
         out.next_block = int(state["next_block"])
         out.state_rows = np.array(state["rows"], dtype=np.int64).reshape(out.state_rows.shape)
         out.on = np.array(state["on"], dtype=bool).reshape(out.on.shape)
@@ -103,9 +108,9 @@ class Apportioner:
         u, on, reset = self._window(first_block, width, self.on)
         # Column-major: the deadline scans walk one source's increments down the blocks.
         u = np.asfortranarray(u)
-        from mixindex.plan.edf import edf_blocks
+        from mixindex.plan.edf import compiled, edf_blocks
 
-        loop: Callable[..., int] = edf_blocks if self.compiled else edf_blocks.py_func
+        loop: Callable[..., int] = compiled() if self.compiled else edf_blocks
         want = np.full((3, k), -1, dtype=np.int64)
         j, end, skip = first_block, first_block + nblocks, -1
         while j < end:

@@ -1,8 +1,8 @@
 """The per-block apportionment loop: earliest deadline first over integer targets (S2).
 
-Written once, in plain Python over numpy arrays, and compiled with numba (nogil, cached on disk
-after the first build); the interpreted function (``edf_blocks.py_func``) is the reference the
-compiled one is tested against. Only the planner imports this module. All arithmetic is
+Written once, in plain Python over numpy arrays: :func:`compiled` gives it compiled by numba
+(nogil, cached on disk after the first build), and the plain function is the reference the
+compiled one is tested against (and what a small mix runs, without loading numba). All arithmetic is
 on int64 (see :mod:`mixindex.plan.fixed`), so both give the same counts on every machine.
 
 For source ``s`` at block ``j``: ``e_s`` is what it is owed (target minus count, in units),
@@ -24,7 +24,10 @@ competed counts as none.
 
 from __future__ import annotations
 
-import numba
+import types
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 INF = 1 << 62
@@ -32,7 +35,6 @@ INF = 1 << 62
 CAP = 1 << 20
 
 
-@numba.njit(nogil=True, cache=True)
 def edf_blocks(
     u: np.ndarray,
     reset: np.ndarray,
@@ -146,7 +148,6 @@ def edf_blocks(
     return j1
 
 
-@numba.njit(nogil=True, cache=True)
 def _take_earliest(
     cand: np.ndarray, due: np.ndarray, x: np.ndarray, need: int, count: np.ndarray
 ) -> None:
@@ -189,7 +190,6 @@ def _take_earliest(
             rest -= 1
 
 
-@numba.njit(nogil=True, cache=True)
 def _repair(count: np.ndarray, x: np.ndarray, inc: np.ndarray, unit: int, need: int) -> None:
     """Make a block's counts sum right when its forced slots do not fit: add slots where the
     most is owed (remove where the least), among sources with increments, lowest id first.
@@ -217,3 +217,21 @@ def _repair(count: np.ndarray, x: np.ndarray, inc: np.ndarray, unit: int, need: 
         else:
             count[best] -= 1
             need += 1
+
+
+_COMPILED: dict[str, Callable[..., int]] = {}
+
+
+def compiled() -> Callable[..., int]:
+    """:func:`edf_blocks` compiled by numba, calling the compiled helpers."""
+    fn = _COMPILED.get("edf_blocks")
+    if fn is None:
+        import numba
+
+        jit: Any = numba.njit(nogil=True, cache=True)
+        scope = {**globals(), "_take_earliest": jit(_take_earliest), "_repair": jit(_repair)}
+        # The same code, whose calls to the helpers resolve to their compiled versions.
+        loop = types.FunctionType(edf_blocks.__code__, scope, "edf_blocks")
+        loop.__qualname__ = edf_blocks.__qualname__
+        fn = _COMPILED["edf_blocks"] = jit(loop)
+    return fn

@@ -28,7 +28,7 @@ import numpy as np
 from mixindex.errors import PlanError
 from mixindex.plan.bound import length_bound, targets_before
 from mixindex.plan.rng import SALT_ROWS, derive_key
-from mixindex.plan.rows import GroupTable, mode_of, stream_rows
+from mixindex.plan.rows import GroupTable, mode_of, reference_rows, stream_rows
 from mixindex.plan.state import PlanState
 from mixindex.spec.config import RowOrder, StopStrategy
 from mixindex.spec.schedule import WeightScheduler
@@ -38,6 +38,11 @@ from mixindex.spec.schedule import WeightScheduler
 CHUNK_POSITIONS = 1 << 20
 # Blocks apportioned first in each chunk before looking for the end of the mix (then doubling).
 FIRST_SLICE = 64
+# Mixes with at most SMALL_MIX positions, blocks of at most SMALL_BLOCK and at most SMALL_CELLS
+# (block, source) counts run on the references of the kernels (see Planner.compiled).
+SMALL_MIX = 1 << 18
+SMALL_BLOCK = 4096
+SMALL_CELLS = 1 << 15
 # A mix longer than this without an explicit num_examples is almost surely a mistake.
 MAX_IMPLICIT_LENGTH = 1 << 40
 
@@ -131,6 +136,13 @@ class Planner:
         self.cursor_dtype = uint_dtype(self.length_bound)
         # No chunk needs to reach past the end of the mix.
         blocks_needed = -(-self.length_bound // b)
+        # A small mix is planned by the numpy references (the same bytes): loading numba and its
+        # cached kernels costs more than the whole plan.
+        self.compiled = not (
+            self.length_bound <= SMALL_MIX
+            and b <= SMALL_BLOCK
+            and blocks_needed * max(k, 1) <= SMALL_CELLS
+        )
         self.chunk_blocks = min(chunk_blocks or max(1, CHUNK_POSITIONS // b), blocks_needed)
         # Per-source keys and row groups for shuffled and grouped row order (S4).
         self.row_keys = np.array(
@@ -240,7 +252,7 @@ class Planner:
         inp = self.inputs
         k, b, nb = inp.num_sources, inp.block_size, self.chunk_blocks
         state = begin or PlanState.first(k)
-        apportioner = state.apportioner_at(inp.scheduler, b)
+        apportioner = state.apportioner_at(inp.scheduler, b, compiled=self.compiled)
         cursor, exhausted_at, block = state.cursor, state.exhausted_at, state.block
         cap = inp.num_examples if inp.num_examples is not None else self.length_bound
         while True:
@@ -286,9 +298,13 @@ class Planner:
 
     def block_sources(self, first_block: int, counts: np.ndarray) -> np.ndarray:
         """The source at each slot of whole blocks (blocks x block_size), in position order (S3)."""
+        b = self.inputs.block_size
+        if not self.compiled:
+            from mixindex.plan.rng import shuffle_blocks
+
+            return shuffle_blocks(self.inputs.seed, first_block, counts, b, self.source_dtype)
         from mixindex.plan.kernels import order_blocks
 
-        b = self.inputs.block_size
         return order_blocks(self.inputs.seed, first_block, counts, b, self.source_dtype)
 
     def _stop_in(
@@ -359,5 +375,6 @@ class Planner:
         """Stream element of each position: the k-th slot of a source, in position order, takes
         element ``cursor + k`` of its stream (S4, :mod:`mixindex.plan.rows`)."""
         mode = mode_of(self.inputs.row_order)
-        row, epoch = stream_rows(src, cursor, self.lengths, self.row_keys, mode, self.groups)
+        rows = stream_rows if self.compiled else reference_rows
+        row, epoch = rows(src, cursor, self.lengths, self.row_keys, mode, self.groups)
         return row.astype(self.row_dtype), epoch.astype(self.epoch_dtype)

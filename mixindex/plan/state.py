@@ -47,10 +47,13 @@ def _check(num_sources: int, state: Mapping[str, np.ndarray]) -> None:
 
 
 def _restored(
-    scheduler: WeightScheduler, block_size: int, state: Mapping[str, np.ndarray]
+    scheduler: WeightScheduler,
+    block_size: int,
+    state: Mapping[str, np.ndarray],
+    compiled: bool,
 ) -> Apportioner:
     if not state:
-        return Apportioner(scheduler, block_size)
+        return Apportioner(scheduler, block_size, compiled=compiled)
     _check(len(scheduler.names), state)
     return Apportioner.restore(
         scheduler,
@@ -60,6 +63,7 @@ def _restored(
             "rows": state["rows"].astype(np.int64),
             "on": state["on"].astype(bool),
         },
+        compiled=compiled,
     )
 
 
@@ -93,9 +97,11 @@ class PlanState:
             _apportioner_state(apportioner),
         )
 
-    def apportioner_at(self, scheduler: WeightScheduler, block_size: int) -> Apportioner:
-        """A new apportioner in this state."""
-        return _restored(scheduler, block_size, self.apportioner)
+    def apportioner_at(
+        self, scheduler: WeightScheduler, block_size: int, *, compiled: bool = True
+    ) -> Apportioner:
+        """A new apportioner in this state (``compiled=False``: the interpreted reference)."""
+        return _restored(scheduler, block_size, self.apportioner, compiled)
 
     def to_json(self) -> dict[str, Any]:
         return {
