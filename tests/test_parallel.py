@@ -87,7 +87,7 @@ def test_a_dask_cluster_writes_the_same_index(
     # chunks' zarr regions into the output's temporary folder themselves.
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):

@@ -229,3 +229,20 @@ def test_a_dropped_result_frees_its_worker(shared: Shared) -> None:
                 break
             threading.Event().wait(0.1)
         assert workers() == []
+
+
+def test_limits_hit_while_setting_up_the_views_are_one_query_error(
+    shared: Shared, private_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where a tiny memory limit strikes depends on DuckDB's allocations: also before any query,
+    # while the views are set up. That is the same one-line QueryError, and the folder goes.
+    import duckdb
+
+    def out_of_memory(self: Sandbox) -> None:
+        raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block\nmore")
+
+    monkeypatch.setattr(Sandbox, "lock", out_of_memory)
+    with pytest.raises(QueryError, match="^Out of Memory Error: could not allocate block") as info:
+        connect(shared.index, memory_limit="1KB")
+    assert "\n" not in str(info.value)
+    assert list(private_tmp.iterdir()) == []

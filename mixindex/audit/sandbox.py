@@ -105,7 +105,7 @@ def check_timeout(value: float | str | None, name: str) -> float | None:
     return seconds
 
 
-def _one_line(exc: BaseException) -> str:
+def duckdb_line(exc: BaseException) -> str:
     # DuckDB adds "LINE 1: <sql>" and a caret line under it; the caret means nothing on one line.
     # A Python error inside a view's stream comes with its traceback as "Detail": drop it.
     text = str(exc).split("Detail: Python exception", 1)[0]
@@ -152,7 +152,7 @@ class Sandbox:
         except BaseException as exc:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
             if isinstance(exc, duckdb.Error):
-                raise QueryError(_one_line(exc)) from None
+                raise QueryError(duckdb_line(exc)) from None
             raise
         # Tied to DuckDB's connection, not to this object: a relation from ``sql`` keeps the
         # connection (and so its spill folder) alive after the sandbox itself is dropped.
@@ -207,7 +207,7 @@ class Sandbox:
             statements = self.con.extract_statements(sql)
             kinds = [(st.type.name, st.query) for st in statements]
         except duckdb.Error as exc:
-            raise QueryError(_one_line(exc)) from None
+            raise QueryError(duckdb_line(exc)) from None
         except ValueError:  # a statement kind this duckdb module has no name for
             kinds = [("UNKNOWN", sql)]
         for kind, text in kinds:
@@ -266,7 +266,7 @@ class Sandbox:
     def error(self, exc: BaseException) -> QueryError:
         """DuckDB's error as one line, the limits named when one of them was hit. Matched on
         the text: an error while the result streams reaches us as pyarrow's, not DuckDB's."""
-        line = _one_line(exc)
+        line = duckdb_line(exc)
         if "Out of Memory Error" in line:
             if "max_temp_directory_size" in line:
                 return QueryError(

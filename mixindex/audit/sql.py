@@ -37,7 +37,12 @@ from typing import IO, Any
 import numpy as np
 import pyarrow as pa
 
-from mixindex.audit.sandbox import DEFAULT_MEMORY_LIMIT, DEFAULT_TEMP_LIMIT, Sandbox
+from mixindex.audit.sandbox import (
+    DEFAULT_MEMORY_LIMIT,
+    DEFAULT_TEMP_LIMIT,
+    Sandbox,
+    duckdb_line,
+)
 from mixindex.errors import QueryError
 from mixindex.store.index import StoredIndex
 from mixindex.store.layout import POSITION_ARRAYS
@@ -222,8 +227,13 @@ def connect(
         con.execute("CREATE VIEW sources AS SELECT * FROM _mixindex_sources")
         con.execute("CREATE VIEW schedule AS SELECT * FROM _mixindex_schedule")
         box.lock()
-    except BaseException:
+    except BaseException as exc:
         box.close()
+        import duckdb
+
+        if isinstance(exc, duckdb.Error):
+            # Setting up the views can hit the limits too (a memory limit of a few KB).
+            raise QueryError(duckdb_line(exc)) from None
         raise
     return box
 
