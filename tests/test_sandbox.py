@@ -242,7 +242,7 @@ def test_limits_hit_while_setting_up_the_views_are_one_query_error(
         raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block\nmore")
 
     monkeypatch.setattr(Sandbox, "lock", out_of_memory)
-    with pytest.raises(QueryError, match="^Out of Memory Error: could not allocate block") as info:
+    with pytest.raises(QueryError, match=r"^Out of Memory Error: could not allocate block") as info:
         connect(shared.index, memory_limit="1KB")
     assert "\n" not in str(info.value)
     assert list(private_tmp.iterdir()) == []
