@@ -115,8 +115,17 @@ def fetch_error(url: str, exc: BaseException) -> StorageError:
 def whole_get(fs: Any) -> dict[str, Any]:
     """Keywords for ``cat_file`` that read a small object in one GET: s3fs otherwise asks for
     its size first (a HEAD, one more round trip)."""
+    import inspect
+
     protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-    return {"max_concurrency": 1} if "s3" in protocols else {}
+    if "s3" not in protocols:
+        return {}
+    try:
+        # Older s3fs releases have no such keyword (and always ask for the size).
+        known = inspect.signature(fs._cat_file).parameters
+    except (AttributeError, TypeError, ValueError):
+        return {}
+    return {"max_concurrency": 1} if "max_concurrency" in known else {}
 
 
 def read_pointer(fs: Any, root: str, url: str) -> dict[str, Any] | None:
