@@ -85,6 +85,12 @@ def test_row_stream_kernel_is_the_reference(case: dict, order: str) -> None:
     ref_row, ref_epoch = reference_rows(*args)
     assert (row == ref_row).all() and (epoch == ref_epoch).all()
     assert (row < case["lengths"][case["src"]]).all()
+    # Written straight into the stored dtypes, where they hold every value.
+    if case["lengths"].max() <= 2**32:
+        dtypes = (np.dtype(np.uint32), np.dtype(np.uint16))
+        narrow_row, narrow_epoch = stream_rows(*args, dtypes)
+        assert (narrow_row.dtype, narrow_epoch.dtype) == dtypes
+        assert (narrow_row == ref_row).all() and (narrow_epoch == ref_epoch).all()
 
 
 def one_source_epochs(n: int, groups: tuple[int, ...], epochs: int, key: int) -> np.ndarray:

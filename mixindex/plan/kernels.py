@@ -34,6 +34,8 @@ _LOW32 = np.uint64(0xFFFFFFFF)
 
 # Row orders as the kernel knows them.
 SEQUENTIAL, SHUFFLED, GROUPED = 0, 1, 2
+# Positions the row kernel walks at a time (its scratch arrays stay in the core's cache).
+TILE = 2048
 
 
 @njit(nogil=True, cache=True)
@@ -110,6 +112,10 @@ def _stream_rows(  # type: ignore[no-untyped-def]
     row,
     epoch,
 ):
+    # Tile by tile: first the sources' states walk the positions (cheap, sequential), and note
+    # for each position what to permute; then the permutations run with no state between
+    # positions, so that the processor overlaps them, and the few values that fall outside
+    # their range are walked again together rather than one unpredictable branch at a time.
     k = lengths.shape[0]
     e = np.zeros(k, dtype=np.int64)  # epoch of the next element
     i = np.zeros(k, dtype=np.int64)  # its index inside the epoch
@@ -120,34 +126,75 @@ def _stream_rows(  # type: ignore[no-untyped-def]
     g = np.zeros(k, dtype=np.int64)
     t = np.zeros(k, dtype=np.int64)
     gkey = np.zeros(k, dtype=np.uint64)
-    for p in range(src.shape[0]):
-        s = src[p]
-        if not seen[s]:
-            seen[s] = True
-            e[s] = cursor[s] // lengths[s]
-            i[s] = cursor[s] - e[s] * lengths[s]
-            ekey[s] = row_keys[s] ^ _mix64(np.uint64(e[s]))
-            if mode == GROUPED:
-                _seek(s, i[s], ekey[s], first, ngroups, nhalf, gsize, ghalf, j, g, t, gkey)
-        elif i[s] == lengths[s]:
-            e[s] += 1
-            i[s] = 0
-            ekey[s] = row_keys[s] ^ _mix64(np.uint64(e[s]))
-            if mode == GROUPED:
-                _seek(s, 0, ekey[s], first, ngroups, nhalf, gsize, ghalf, j, g, t, gkey)
-        elif mode == GROUPED and t[s] == gsize[first[s] + g[s]]:
-            _seek(s, -1, ekey[s], first, ngroups, nhalf, gsize, ghalf, j, g, t, gkey)
-        if mode == SEQUENTIAL:
-            row[p] = i[s]
-        elif mode == SHUFFLED:
-            row[p] = _permute(ekey[s], np.uint64(i[s]), np.uint64(lengths[s]), halves[s])
-        else:
-            q = first[s] + g[s]
-            inner = _permute(gkey[s], np.uint64(t[s]), np.uint64(gsize[q]), ghalf[q])
-            row[p] = goffset[q] + inner
-            t[s] += 1
-        epoch[p] = e[s]
-        i[s] += 1
+    key = np.empty(TILE, dtype=np.uint64)
+    val = np.empty(TILE, dtype=np.uint64)
+    lim = np.empty(TILE, dtype=np.uint64)
+    half = np.empty(TILE, dtype=np.uint64)
+    base = np.zeros(TILE, dtype=np.uint64)
+    redo = np.empty(TILE, dtype=np.int64)
+    for lo in range(0, src.shape[0], TILE):
+        hi = min(src.shape[0], lo + TILE)
+        for p in range(lo, hi):
+            s = src[p]
+            if not seen[s]:
+                seen[s] = True
+                e[s] = cursor[s] // lengths[s]
+                i[s] = cursor[s] - e[s] * lengths[s]
+                ekey[s] = row_keys[s] ^ _mix64(np.uint64(e[s]))
+                if mode == GROUPED:
+                    _seek(s, i[s], ekey[s], first, ngroups, nhalf, gsize, ghalf, j, g, t, gkey)
+            elif i[s] == lengths[s]:
+                e[s] += 1
+                i[s] = 0
+                ekey[s] = row_keys[s] ^ _mix64(np.uint64(e[s]))
+                if mode == GROUPED:
+                    _seek(s, 0, ekey[s], first, ngroups, nhalf, gsize, ghalf, j, g, t, gkey)
+            elif mode == GROUPED and t[s] == gsize[first[s] + g[s]]:
+                _seek(s, -1, ekey[s], first, ngroups, nhalf, gsize, ghalf, j, g, t, gkey)
+            q = p - lo
+            if mode == SHUFFLED:
+                key[q] = ekey[s]
+                val[q] = i[s]
+                lim[q] = lengths[s]
+                half[q] = halves[s]
+            elif mode == GROUPED:
+                c = first[s] + g[s]
+                key[q] = gkey[s]
+                val[q] = t[s]
+                lim[q] = gsize[c]
+                half[q] = ghalf[c]
+                base[q] = goffset[c]
+                t[s] += 1
+            else:
+                val[q] = i[s]
+            epoch[p] = e[s]
+            i[s] += 1
+        m = hi - lo
+        if mode != SEQUENTIAL:
+            _permute_tile(key, val, lim, half, m, redo)
+        for q in range(m):
+            row[lo + q] = base[q] + val[q]
+
+
+@njit(nogil=True, cache=True)
+def _permute_tile(key, val, lim, half, m, redo):  # type: ignore[no-untyped-def]
+    """``val[q] = _permute(key[q], val[q], lim[q], half[q])`` for ``q < m``."""
+    for q in range(m):
+        val[q] = _feistel(key[q], val[q], half[q])
+    todo = 0
+    for q in range(m):
+        redo[todo] = q
+        todo += val[q] >= lim[q]
+    while todo:
+        for c in range(todo):
+            q = redo[c]
+            val[q] = _feistel(key[q], val[q], half[q])
+        left = 0
+        for c in range(todo):
+            q = redo[c]
+            redo[left] = q
+            left += val[q] >= lim[q]
+        todo = left
 
 
 @njit(nogil=True, cache=True)
@@ -192,10 +239,12 @@ def stream_rows(
     halves: np.ndarray,
     mode: int,
     groups: tuple[np.ndarray, ...],
+    dtypes: tuple[np.dtype, np.dtype],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row and epoch of each position, in one pass (:func:`mixindex.plan.rows.stream_rows`)."""
-    row = np.empty(src.size, dtype=np.uint64)
-    epoch = np.empty(src.size, dtype=np.int64)
+    """Row and epoch of each position (:func:`mixindex.plan.rows.stream_rows`), written
+    straight into arrays of the given dtypes (which must hold every value)."""
+    row = np.empty(src.size, dtype=dtypes[0])
+    epoch = np.empty(src.size, dtype=dtypes[1])
     first, ngroups, nhalf, size, offset, half = groups
     _stream_rows(
         src,

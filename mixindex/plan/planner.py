@@ -376,5 +376,5 @@ class Planner:
         element ``cursor + k`` of its stream (S4, :mod:`mixindex.plan.rows`)."""
         mode = mode_of(self.inputs.row_order)
         rows = stream_rows if self.compiled else reference_rows
-        row, epoch = rows(src, cursor, self.lengths, self.row_keys, mode, self.groups)
-        return row.astype(self.row_dtype), epoch.astype(self.epoch_dtype)
+        dtypes = (self.row_dtype, self.epoch_dtype)
+        return rows(src, cursor, self.lengths, self.row_keys, mode, self.groups, dtypes)

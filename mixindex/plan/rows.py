@@ -97,9 +97,11 @@ def stream_rows(
     row_keys: np.ndarray,
     mode: int,
     table: GroupTable,
+    dtypes: tuple[np.dtype, np.dtype] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row (uint64) and epoch (int64) of each position whose source is ``src``; ``cursor``:
-    each source's first stream element in the chunk. The compiled kernel, one pass."""
+    """Row and epoch of each position whose source is ``src``; ``cursor``: each source's first
+    stream element in the chunk. The compiled kernel, one pass; ``dtypes`` (row, epoch; default
+    uint64, int64) must hold every value."""
     from mixindex.plan.kernels import stream_rows as kernel
 
     return kernel(
@@ -110,6 +112,7 @@ def stream_rows(
         half_bits(np.asarray(lengths)),
         mode,
         table.arrays(),
+        dtypes or (np.dtype(np.uint64), np.dtype(np.int64)),
     )
 
 
@@ -120,6 +123,7 @@ def reference_rows(
     row_keys: np.ndarray,
     mode: int,
     table: GroupTable,
+    dtypes: tuple[np.dtype, np.dtype] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """What :func:`stream_rows` computes, in numpy: positions grouped by source (a stable sort
     keeps their order), whole arrays per step, then scattered back."""
@@ -145,6 +149,8 @@ def reference_rows(
     out_epoch = np.empty(src.size, dtype=np.int64)
     row[order] = index
     out_epoch[order] = epoch
+    if dtypes is not None:
+        return row.astype(dtypes[0]), out_epoch.astype(dtypes[1])
     return row, out_epoch
 
 

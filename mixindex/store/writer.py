@@ -77,9 +77,31 @@ class RegionWriter:
             arr = self._array(name)
             data = np.asarray(arrays[name], dtype=arr.dtype)
             lo = first_block if name in TABLE_ARRAYS else start
-            arr[lo : lo + len(data)] = data
+            if not self._write_files(name, arr, lo, data):
+                arr[lo : lo + len(data)] = data
             digests[name] = hashlib.sha256(_le_bytes(data)).digest()
         return digests
+
+    def _write_files(self, name: str, arr: Any, lo: int, data: np.ndarray) -> bool:
+        """Write whole chunks of an uncompressed array straight to their files (zarr's own
+        write goes through its event loop thread, which all workers then queue on); a chunk
+        cut short by the end of the data is padded with the fill value, 0, as zarr pads it.
+        False (nothing written) where that does not apply: compressed, or off chunk bounds."""
+        rows = arr.chunks[0]
+        if len(arr.metadata.codecs) != 1 or lo % rows or arr.chunks[1:] != data.shape[1:]:
+            return False
+        for at in range(0, len(data), rows):
+            piece = data[at : at + rows]
+            if len(piece) < rows:
+                piece = np.concatenate(
+                    [piece, np.zeros((rows - len(piece), *piece.shape[1:]), piece.dtype)]
+                )
+            coords = ((lo + at) // rows,) + (0,) * (data.ndim - 1)
+            path = Path(self.folder, name, arr.metadata.encode_chunk_key(coords))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(_le_bytes(piece))
+        return True
 
 
 class IndexWriter:
