@@ -24,8 +24,11 @@ from mixindex.spec.schedule import WeightScheduler
 
 # Blocks of increments computed beyond the ones apportioned: most deadlines fall inside.
 LOOKAHEAD = 64
-# Blocks per step when a deadline lies beyond that window.
+# Blocks per step when a deadline lies beyond that window: the first, and at most.
+FAR_FIRST_STEP = 128
 FAR_STEP = 4096
+# (block, source) increments computed at a time.
+WINDOW_CELLS = 1 << 17
 _STATE_ROWS = ("owed", "served", "deadline", "deadline_job", "since", "job")
 
 
@@ -85,8 +88,13 @@ class Apportioner:
         return out
 
     def _window(self, first: int, nblocks: int, before: np.ndarray) -> tuple[np.ndarray, ...]:
-        starts = (first + np.arange(nblocks, dtype=np.int64)) * self.block_size
-        u = increments(self.scheduler.weights_at(starts), self.block_size, self.unit)
+        u = np.empty((nblocks, self.num_sources), dtype=np.int64)
+        # In pieces whose temporaries stay in the core's cache (3x faster with 1,000 sources).
+        step = max(1, WINDOW_CELLS // self.num_sources)
+        for lo in range(0, nblocks, step):
+            hi = min(nblocks, lo + step)
+            starts = (first + np.arange(lo, hi, dtype=np.int64)) * self.block_size
+            u[lo:hi] = increments(self.scheduler.weights_at(starts), self.block_size, self.unit)
         on = u > 0
         return u, on, drops(on, before)
 
@@ -140,6 +148,8 @@ class Apportioner:
         acc = np.zeros(ids.size, dtype=np.int64)
         settled = self.scheduler.last_step // self.block_size + 1
         t, before = first, on_before
+        # Most deadlines past the window lie just past it: steps grow from a short one.
+        step = FAR_FIRST_STEP
         while (due < 0).any():
             open_ = due < 0
             if t >= settled:
@@ -151,7 +161,8 @@ class Apportioner:
                 hit = np.where(reset[0], INF, np.minimum(t + steps - 1, INF))
                 due[open_] = hit[open_]
             else:
-                n = min(FAR_STEP, settled - t)
+                n = min(step, settled - t)
+                step = min(2 * step, FAR_STEP)
                 u, on, reset = self._window(t, n, before)
                 cum = acc[None, :] + np.cumsum(u[:, ids], axis=0)
                 blocks = t + np.arange(n, dtype=np.int64)

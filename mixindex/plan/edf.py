@@ -70,6 +70,7 @@ def edf_blocks(
     dljob = state[3]
     since = state[4]
     candjob = state[5]
+    inverse = 1.0 / unit
     must = np.empty(k, dtype=np.int64)
     x = np.empty(k, dtype=np.int64)
     cand = np.empty(k, dtype=np.int64)
@@ -89,10 +90,10 @@ def edf_blocks(
             x[s] = xs
             m = 0
             if xs > beta:
-                m = (xs - beta + unit - 1) // unit
+                m = _ceil_div(xs - beta, unit, inverse)
             must[s] = m
             need -= m
-            if (xs + beta) // unit > m:
+            if xs + beta >= (m + 1) * unit:
                 cand[ncand] = s
                 ncand += 1
                 job = served[s] + m + 1
@@ -146,6 +147,17 @@ def edf_blocks(
             e[s] = x[s] - c * unit
             served[s] += c
     return j1
+
+
+def _ceil_div(a: int, b: int, inverse: float) -> int:
+    """``ceil(a / b)`` for ``0 < a`` and ``0 < b``, exactly, without an integer division (slow
+    next to the rest of the loop): a float estimate, then corrected in integers."""
+    q = int(a * inverse)
+    while q * b < a:
+        q += 1
+    while q > 0 and (q - 1) * b >= a:
+        q -= 1
+    return q
 
 
 def _take_earliest(
@@ -229,7 +241,8 @@ def compiled() -> Callable[..., int]:
         import numba
 
         jit: Any = numba.njit(nogil=True, cache=True)
-        scope = {**globals(), "_take_earliest": jit(_take_earliest), "_repair": jit(_repair)}
+        helpers = (_take_earliest, _repair, _ceil_div)
+        scope = {**globals(), **{f.__name__: jit(f) for f in helpers}}
         # The same code, whose calls to the helpers resolve to their compiled versions.
         loop = types.FunctionType(edf_blocks.__code__, scope, "edf_blocks")
         loop.__qualname__ = edf_blocks.__qualname__
