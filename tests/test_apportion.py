@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -313,3 +315,20 @@ def test_deadlines_past_the_last_point_are_found_in_closed_form() -> None:
     assert counts[:, 2].sum() <= 1
     q = WrittenOffTargets(3, 10).advance(counts, sched.weights_at(np.arange(2000) * 10), 10)
     assert np.abs(np.cumsum(counts, axis=0) - q).max() <= bound(3) + 1e-9
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    a=st.one_of(st.integers(1, 2**20), st.integers(1, 2**62)),
+    b=st.one_of(st.integers(1, 2**12), st.integers(1, 2**61)),
+)
+def test_ceiling_without_division_is_exact(a: int, b: int) -> None:
+    import numba
+
+    from mixindex.plan.edf import _ceil_div
+
+    assert _ceil_div(a, b, 1.0 / b) == -(-a // b)
+    assert JITTED.setdefault("ceil", numba.njit(_ceil_div))(a, b, 1.0 / b) == -(-a // b)
+
+
+JITTED: dict[str, Any] = {}

@@ -224,7 +224,7 @@ class PlanWalker:
         self._stops.append(task.stop)
         self._first_blocks.append(task.first_block)
         self._counts.append(task.counts.astype(self._count_dtype))
-        self._cursors.append(task.cursors[0].astype(np.int64))
+        self._cursors.append(task.cursor.astype(np.int64))
         self._done = task.last
         return True
 
@@ -246,8 +246,9 @@ class PlanWalker:
         if self._last is not None and self._last[0] == i:
             return self._last[1]
         counts = self._counts[i].astype(np.int64)
-        cursors = self._cursors[i] + np.cumsum(counts, axis=0) - counts
-        task = ChunkTask(self._starts[i], self._first_blocks[i], self._stops[i], counts, cursors)
+        task = ChunkTask(
+            self._starts[i], self._first_blocks[i], self._stops[i], counts, self._cursors[i]
+        )
         chunk = self.planner.materialize(task)
         self._last = (i, chunk)
         return chunk

@@ -99,7 +99,8 @@ class Chunk:
 
 @dataclass(frozen=True)
 class ChunkTask:
-    """The sequential half of a chunk: its blocks' counts and where it stops.
+    """The sequential half of a chunk: its blocks' counts, each source's stream cursor at its
+    start, and where it stops.
 
     ``last`` marks the mix's final chunk: its ``stop`` is the mix's length.
     """
@@ -108,9 +109,15 @@ class ChunkTask:
     first_block: int
     stop: int
     counts: np.ndarray
-    cursors: np.ndarray
+    cursor: np.ndarray
     last: bool = False
     begin: PlanState | None = None  # planning's state at ``first_block``: tasks() goes on from it
+
+    @property
+    def cursors(self) -> np.ndarray:
+        """Each block's cursors (where it starts in each source's stream), blocks x K: summed
+        here, on the worker that materialises the chunk, not on the thread that plans."""
+        return np.asarray(self.cursor + np.cumsum(self.counts, axis=0) - self.counts)
 
 
 class Planner:
@@ -271,10 +278,8 @@ class Planner:
                 parts.append(apportioner.counts(block + done, m))
                 done += m
                 counts = parts[0] if len(parts) == 1 else np.concatenate(parts)
-                cum_end = cursor + np.cumsum(counts, axis=0)
-                cum_start = cum_end - counts
                 # Each slice extends the one before: what was exhausted there stays found.
-                natural, found = self._stop_in(block, counts, cum_start, cum_end, found)
+                natural, found = self._stop_in(block, counts, cursor, found)
                 if done == nb or min(cap, natural) <= start + done * b:
                     break
                 size *= 2
@@ -289,10 +294,10 @@ class Planner:
             # The end is known once the cap or the natural end falls in this chunk, also at its
             # very last position: no further chunk is apportioned just to find nothing in it.
             last = min(cap, natural) <= start + nb * b
-            yield ChunkTask(start, block, stop, counts, cum_start, last, here)
+            yield ChunkTask(start, block, stop, counts, cursor, last, here)
             if last:
                 return
-            cursor = cum_end[-1]
+            cursor = cursor + counts.sum(axis=0)
             exhausted_at = found
             block += nb
 
@@ -311,13 +316,13 @@ class Planner:
         self,
         block: int,
         counts: np.ndarray,
-        cum_start: np.ndarray,
-        cum_end: np.ndarray,
+        cursor: np.ndarray,
         exhausted_at: np.ndarray,
     ) -> tuple[int, np.ndarray]:
         """The end of the mix if it falls in this chunk (else a position past it), and the
         position at which each source was exhausted (-1: not yet) as of the chunk's end, for
-        ``all_exhausted``. ``exhausted_at`` is that state before the chunk; it is not changed."""
+        ``all_exhausted``. ``cursor``: the sources' cursors at the chunk's start;
+        ``exhausted_at`` is that state before the chunk; it is not changed."""
         stop = self.inputs.stop
         n = self.lengths
         b = self.inputs.block_size
@@ -325,6 +330,8 @@ class Planner:
         never = start + counts.shape[0] * b + 1
         if stop is StopStrategy.RESTART:
             return never, exhausted_at
+        cum_end = cursor + np.cumsum(counts, axis=0)
+        cum_start = cum_end - counts
 
         def nth(j: int, s: int, k: int) -> int:
             # Position inside block j of the k-th (0-based) slot of source s.
@@ -359,7 +366,7 @@ class Planner:
         if length % b:
             counts = counts.copy()
             counts[-1] = np.bincount(flat[(used - 1) * b :], minlength=counts.shape[1])
-        row, epoch = self._rows(flat, task.cursors[0])
+        row, epoch = self._rows(flat, task.cursor)
         return Chunk(
             start=task.start,
             first_block=task.first_block,
