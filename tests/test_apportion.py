@@ -332,3 +332,20 @@ def test_ceiling_without_division_is_exact(a: int, b: int) -> None:
 
 
 JITTED: dict[str, Any] = {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.integers(-(2**62), 2**62) | st.integers(0, 3), min_size=1, max_size=60),
+    data=st.data(),
+)
+def test_selection_finds_the_ranked_value(values: list[int], data: st.DataObject) -> None:
+    import numba
+
+    from mixindex.plan.edf import _select
+
+    rank = data.draw(st.integers(0, len(values) - 1))
+    want = sorted(values)[rank]
+    assert _select(np.array(values, dtype=np.int64), rank) == want
+    jitted = JITTED.setdefault("select", numba.njit(_select))
+    assert jitted(np.array(values, dtype=np.int64), rank) == want

@@ -114,30 +114,39 @@ class Apportioner:
             return out
         width = nblocks + LOOKAHEAD
         u, on, reset = self._window(first_block, width, self.on)
-        # Column-major: the deadline scans walk one source's increments down the blocks.
-        u = np.asfortranarray(u)
         from mixindex.plan.edf import compiled, edf_blocks
 
         loop: Callable[..., int] = compiled() if self.compiled else edf_blocks
         want = np.full((3, k), -1, dtype=np.int64)
         j, end, skip = first_block, first_block + nblocks, -1
+        # The windows past this one that far deadlines were looked for in, kept for the next
+        # source that needs one (each window is the same whoever asks).
+        far: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
         while j < end:
             j = int(
                 loop(u, reset, first_block, j, end, b, self.unit, self.beta, skip,
                      self.state_rows, out[j - first_block :], want)
             )  # fmt: skip
             if j < end:
-                self._far_deadlines(first_block + width, on[-1], want)
+                self._far_deadlines(first_block + width, on[-1], want, far)
                 skip = j
         self.on = on[nblocks - 1].copy()
         self.next_block = end
         return out
 
-    def _far_deadlines(self, first: int, on_before: np.ndarray, want: np.ndarray) -> None:
+    def _far_deadlines(
+        self,
+        first: int,
+        on_before: np.ndarray,
+        want: np.ndarray,
+        windows: dict[tuple[int, int], tuple[np.ndarray, ...]],
+    ) -> None:
         """Deadlines past the window, for the sources ``want`` names; stores them in the state.
 
         Scans the schedule on from block ``first`` in steps, and in closed form once the
-        weights are constant forever (past the last schedule point).
+        weights are constant forever (past the last schedule point). ``windows`` keeps the
+        steps' increments between calls (a window depends only on where it starts: whether a
+        weight was on before it is the schedule's too).
         """
         from mixindex.plan.edf import CAP, INF
 
@@ -163,7 +172,10 @@ class Apportioner:
             else:
                 n = min(step, settled - t)
                 step = min(2 * step, FAR_STEP)
-                u, on, reset = self._window(t, n, before)
+                got = windows.get((t, n))
+                if got is None:
+                    got = windows[(t, n)] = self._window(t, n, before)
+                u, on, reset = got
                 cum = acc[None, :] + np.cumsum(u[:, ids], axis=0)
                 blocks = t + np.arange(n, dtype=np.int64)
                 stop = np.flatnonzero(reset)

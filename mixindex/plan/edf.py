@@ -75,6 +75,7 @@ def edf_blocks(
     x = np.empty(k, dtype=np.int64)
     cand = np.empty(k, dtype=np.int64)
     due = np.empty(k, dtype=np.int64)
+    scratch = np.empty(k, dtype=np.int64)
     for j in range(j0, j1):
         i = j - base
         if reset[i] and j != skip_reset:
@@ -102,11 +103,14 @@ def edf_blocks(
                     since[s] = j
         if 0 < need < ncand:
             unresolved = 0
+            # Candidates known to be due inside the window: earlier than any unresolved one.
+            inside = 0
             for c in range(ncand):
                 s = cand[c]
                 job = served[s] + must[s] + 1
                 if dljob[s] == job:
                     due[c] = dl[s]
+                    inside += dl[s] < base + width
                     continue
                 slack = beta - (x[s] - must[s] * unit)
                 acc = 0
@@ -131,11 +135,14 @@ def edf_blocks(
                     dl[s] = d
                     dljob[s] = job
                     due[c] = d
-            if unresolved and ncand - unresolved < need:
+                    inside += d < base + width
+            # A deadline kept from an earlier block may lie past the window, and later than
+            # an unresolved one: the unresolved are looked up unless enough are due inside.
+            if unresolved and inside < need:
                 return j
             for c in range(ncand):
                 want[0, cand[c]] = -1
-            _take_earliest(cand[:ncand], due[:ncand], x, need, must)
+            _take_earliest(cand[:ncand], due[:ncand], x, need, must, scratch)
         elif need == ncand and need > 0:
             for c in range(ncand):
                 must[cand[c]] += 1
@@ -161,17 +168,23 @@ def _ceil_div(a: int, b: int, inverse: float) -> int:
 
 
 def _take_earliest(
-    cand: np.ndarray, due: np.ndarray, x: np.ndarray, need: int, count: np.ndarray
+    cand: np.ndarray,
+    due: np.ndarray,
+    x: np.ndarray,
+    need: int,
+    count: np.ndarray,
+    scratch: np.ndarray,
 ) -> None:
     """Give one slot each to the ``need`` candidates first in the order (deadline, most owed,
-    lowest id); ``cand`` is in id order.
+    lowest id); ``cand`` is in id order. ``scratch`` holds at least ``len(cand)`` values.
 
     Only the set matters, so two selections (linear time) replace a sort: the need-th deadline,
     then, among the candidates due at it, the owed amount that fills the rest. Each threshold is
     a value, the same whatever the selection algorithm, so the set is too.
     """
     n = cand.shape[0]
-    last = np.partition(due.copy(), need - 1)[need - 1]
+    scratch[:n] = due
+    last = _select(scratch[:n], need - 1)
     rest = need
     tied = 0
     for c in range(n):
@@ -179,17 +192,12 @@ def _take_earliest(
             count[cand[c]] += 1
             rest -= 1
         elif due[c] == last:
+            scratch[tied] = -x[cand[c]]
             tied += 1
     if rest == 0:
         return
-    owed = np.empty(tied, dtype=np.int64)
-    t = 0
-    for c in range(n):
-        if due[c] == last:
-            owed[t] = x[cand[c]]
-            t += 1
     # The rest-th largest owed amount among the tied: all above it, then equals by id.
-    cut = np.partition(owed, tied - rest)[tied - rest]
+    cut = -_select(scratch[:tied], rest - 1)
     for c in range(n):
         if due[c] == last and x[cand[c]] > cut:
             count[cand[c]] += 1
@@ -200,6 +208,30 @@ def _take_earliest(
         if due[c] == last and x[cand[c]] == cut:
             count[cand[c]] += 1
             rest -= 1
+
+
+def _select(values: np.ndarray, rank: int) -> int:
+    """The ``rank``-th smallest (from 0) of ``values``, which it reorders: quickselect."""
+    lo, hi = 0, values.shape[0] - 1
+    while lo < hi:
+        pivot = values[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while values[i] < pivot:
+                i += 1
+            while values[j] > pivot:
+                j -= 1
+            if i <= j:
+                values[i], values[j] = values[j], values[i]
+                i += 1
+                j -= 1
+        if rank <= j:
+            hi = j
+        elif rank >= i:
+            lo = i
+        else:
+            break
+    return int(values[rank])
 
 
 def _repair(count: np.ndarray, x: np.ndarray, inc: np.ndarray, unit: int, need: int) -> None:
@@ -241,10 +273,12 @@ def compiled() -> Callable[..., int]:
         import numba
 
         jit: Any = numba.njit(nogil=True, cache=True)
-        helpers = (_take_earliest, _repair, _ceil_div)
-        scope = {**globals(), **{f.__name__: jit(f) for f in helpers}}
-        # The same code, whose calls to the helpers resolve to their compiled versions.
-        loop = types.FunctionType(edf_blocks.__code__, scope, "edf_blocks")
-        loop.__qualname__ = edf_blocks.__qualname__
-        fn = _COMPILED["edf_blocks"] = jit(loop)
+        # The same code, whose calls to the helpers resolve to their compiled versions (each
+        # function is compiled at its first call, when every name below is in the scope).
+        scope = dict(globals())
+        for f in (_select, _take_earliest, _repair, _ceil_div, edf_blocks):
+            clone = types.FunctionType(f.__code__, scope, f.__name__)
+            clone.__qualname__ = f.__qualname__
+            scope[f.__name__] = jit(clone)
+        fn = _COMPILED["edf_blocks"] = scope["edf_blocks"]
     return fn
