@@ -349,3 +349,15 @@ def test_selection_finds_the_ranked_value(values: list[int], data: st.DataObject
     assert _select(np.array(values, dtype=np.int64), rank) == want
     jitted = JITTED.setdefault("select", numba.njit(_select))
     assert jitted(np.array(values, dtype=np.int64), rank) == want
+
+
+def test_a_deadline_kept_past_the_window_does_not_win_over_an_unknown_one() -> None:
+    # Block 0 caches source 3's deadline (block 4) from the far scan; in block 1, source 2 is
+    # due at block 2, just past a window that ends at block 1: it must be looked up, and win.
+    weights = np.array([[0.5, 0, 0, 0.5], [0.103, 0.103, 0.69, 0.103]])
+    weights /= weights.sum(axis=1, keepdims=True)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(apportion, "LOOKAHEAD", 0)
+        got = Apportioner(per_block(weights, 1), 1).counts(0, 2)
+    assert got.tolist() == [[1, 0, 0, 0], [0, 0, 1, 0]]
+    assert (got == counts_for(weights, 1)).all()
