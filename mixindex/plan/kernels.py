@@ -83,9 +83,16 @@ def _order_blocks(keys, counts, out):  # type: ignore[no-untyped-def]
         row = out[b]
         p = 0
         for s in range(counts.shape[1]):
-            for _ in range(counts[b, s]):
-                row[p] = s
-                p += 1
+            c = counts[b, s]
+            if c <= 8 and p + 8 <= size:
+                # Many sources, few slots each: eight stores without a loop to mispredict (the
+                # ones past c are written over by the next sources).
+                for q in range(8):
+                    row[p + q] = s
+            else:
+                for q in range(c):
+                    row[p + q] = s
+            p += c
         key = keys[b]
         for i in range(size - 1, 0, -1):
             u = np.uint64(i)
