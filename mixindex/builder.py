@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import sys
 import time
@@ -77,37 +78,25 @@ def build(
     ``storage_options`` are then passed to its fsspec filesystem.
     """
     with termination_guard():
-        if is_url(out):
-            # Built in a local temporary folder, then uploaded and published atomically.
-            from mixindex.store.remote import build_remote
-
-            def build_local(local: Path) -> Path:
-                return _build(
-                    spec,
-                    local,
-                    force=False,
-                    quiet=quiet,
-                    chunk_blocks=chunk_blocks,
-                    compress=compress,
-                    deep_fingerprint=deep_fingerprint,
-                    cache_dir=cache_dir,
-                    executor=executor,
-                    resume=False,
-                )
-
-            return build_remote(str(out), build_local, force=force, storage_options=storage_options)
-        return _build(
+        build_at = functools.partial(
+            _build,
             spec,
-            Path(out),
-            force=force,
             quiet=quiet,
             chunk_blocks=chunk_blocks,
             compress=compress,
             deep_fingerprint=deep_fingerprint,
             cache_dir=cache_dir,
             executor=executor,
-            resume=resume,
         )
+        if is_url(out):
+            # Built in a local temporary folder, then uploaded and published atomically.
+            from mixindex.store.remote import build_remote
+
+            def build_local(local: Path) -> Path:
+                return build_at(local, force=False, resume=False)
+
+            return build_remote(str(out), build_local, force=force, storage_options=storage_options)
+        return build_at(Path(out), force=force, resume=resume)
 
 
 def plan_inputs(

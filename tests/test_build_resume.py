@@ -4,12 +4,14 @@ the result is the fresh build's, byte for byte."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from clirun import PATIENCE, assert_ok, run, run_process, start
+from clirun import ENV, PATIENCE, assert_ok, run, run_process
 from conftest import Data, SpecWriter, spec_dict
 from sameindex import assert_same_index
 
@@ -19,6 +21,9 @@ from mixindex.store.resume import adopt_leftover
 from mixindex.store.writer import RegionWriter
 
 CHUNKS = 300
+# The chunk at which the killed build stalls (see kill_stalled).
+STALL = 200
+STALLED = Path(__file__).with_name("stalled.py")
 
 
 def temporaries(out: Path) -> list[Path]:
@@ -29,23 +34,31 @@ def done_chunks(out: Path) -> int:
     return sum(len(list((t / "resume").glob("done-*.json"))) for t in temporaries(out))
 
 
-def kill_at(out: Path, spec: Path, fraction: float) -> None:
-    """Run ``mixindex build`` in a real process and SIGKILL it once ``fraction`` of its chunks
-    are journalled as done."""
-    proc = start("build", spec, "-o", out, "--chunk-blocks", 1, "--quiet")
+def kill_stalled(out: Path, spec: Path) -> None:
+    """Run ``mixindex build`` in a real process whose worker of chunk STALL never writes it (see
+    ``stalled.py``), and SIGKILL it once the chunks before are journalled as done: the kill lands
+    mid-build, at the same point whatever the machine's speed."""
+    flag = out.with_name("stalled")
+    args = [STALL * 1000, flag, "build", spec, "-o", out, "--chunk-blocks", 1, "--quiet"]
+    proc = subprocess.Popen(
+        [sys.executable, str(STALLED), *(str(a) for a in args)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + PATIENCE
     try:
-        while done_chunks(out) < fraction * CHUNKS:
-            assert proc.poll() is None, f"the build ended before it was killed: {proc.stderr}"
-            assert time.monotonic() < deadline, "the build made no progress"
-            time.sleep(0.002)
+        while not flag.exists() or done_chunks(out) < STALL:
+            assert proc.poll() is None, "the build ended before it was killed"
+            assert time.monotonic() < deadline, "the build never reached the chunk it stalls at"
+            time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
     finally:
-        proc.wait(timeout=PATIENCE)
-        assert proc.stdout is not None and proc.stderr is not None
-        proc.stdout.close()
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
+        if proc.poll() is None:
+            proc.kill()
+        _, err = proc.communicate(timeout=PATIENCE)
+    assert proc.returncode == -signal.SIGKILL, err
     assert not out.exists()
 
 
@@ -56,18 +69,23 @@ def big_spec(data: Data, write_spec: SpecWriter) -> Path:
 
 def test_a_killed_build_resumes_to_the_fresh_bytes(big_spec: Path, tmp_path: Path) -> None:
     out = tmp_path / "mix.mixindex"
-    kill_at(out, big_spec, 0.8)
-    assert len(temporaries(out)) == 1
-    kept = done_chunks(out)
-    assert 0.8 * CHUNKS <= kept < CHUNKS
+    kill_stalled(out, big_spec)
+    [left] = temporaries(out)
+    # The journal stops where the build stalled: done files form a prefix.
+    assert done_chunks(out) == STALL
+    assert (left / "resume" / f"state-{STALL:08d}.json").is_file()
+    kept = [Path(name, "c", str(i)) for name in ("source", "row") for i in (0, STALL - 1)]
+    before = [((left / p).stat().st_ino, (left / p).stat().st_mtime_ns) for p in kept]
     # A plain build would remove the leftover; --resume takes it over and keeps its chunks.
     proc = run_process("build", big_spec, "-o", out, "--chunk-blocks", 1, "--resume")
     assert proc.returncode == 0, proc.stderr
     said = [line for line in proc.stderr.splitlines() if "resuming" in line]
     assert len(said) == 1, proc.stderr
-    positions = int(said[0].split(": ")[2].split(" positions")[0].replace(",", ""))
-    assert positions >= (kept - 2) * 1000, said
+    assert f": {STALL * 1000:,} positions kept" in said[0], said
     assert temporaries(out) == []
+    # The kept chunks' files were not written again: they moved into the index as they were.
+    after = [((out / p).stat().st_ino, (out / p).stat().st_mtime_ns) for p in kept]
+    assert after == before
     fresh = build(big_spec, tmp_path / "fresh.mixindex", chunk_blocks=1)
     assert_same_index(out, fresh)
 

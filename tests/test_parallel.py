@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from clirun import assert_ok, run
 from conftest import Data, SpecWriter, spec_dict
 from sameindex import assert_same_index
 
@@ -98,6 +99,28 @@ def test_a_dask_cluster_writes_the_same_index(
         assert len(stream.data) == chunks, "every chunk ran on the cluster"
     assert_same_index(one, other)
     assert digest(one) == digest(other)
+
+
+def test_workers_opening_arrays_at_once_write_every_chunk(
+    data: Data, write_spec: SpecWriter, tmp_path: Path
+) -> None:
+    """Eight workers open the zarr arrays at the same moment: each array still writes its chunks
+    of zeros (a compressed index needs every chunk's file), and the caller's zarr setting is
+    left as it was (``zarr.config.set`` is not safe across threads)."""
+    import zarr
+
+    spec = write_spec(spec_dict(num_examples=2000))
+    with zarr.config.set({"array.write_empty_chunks": False}):
+        # One build catches the race about every other time (more often with more workers).
+        for i in range(6):
+            with ThreadPoolExecutor(8) as pool:
+                out = build(
+                    spec, tmp_path / f"{i}.mixindex", chunk_blocks=1, compress=True, executor=pool
+                )
+            assert zarr.config.get("array.write_empty_chunks") is False, f"build {i}"
+            # The cursors of block 0 are all zeros.
+            assert (out / "cursors" / "c" / "0" / "0").is_file(), f"build {i}"
+            assert_ok(run("verify", out))
 
 
 @pytest.mark.parametrize("stop", list(StopStrategy))

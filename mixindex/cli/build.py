@@ -7,10 +7,38 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from mixindex.cli.errors import friendly
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mixindex.errors import BuildTerminated
+
+# The options by which ``build`` and ``extend`` report their result (each is its own decorator, so
+# that ``--help`` keeps listing them where the command puts them).
+quiet_option = click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+
+
+def _stopped(exc: BuildTerminated, line: str) -> NoReturn:
+    """Exit with ``line`` on stderr and the status of the signal that stopped the work."""
+    click.echo(f"error: {line}", err=True)
+    sys.exit(128 + exc.signum)
+
+
+def _summary(path: str | Path, quiet: bool, as_json: bool) -> None:
+    """The new index's summary: as JSON, as text, or nothing (``--quiet``)."""
+    from mixindex.audit.summary import format_summary, summarize
+    from mixindex.store.index import StoredIndex
+
+    if as_json:
+        click.echo(json.dumps(summarize(StoredIndex(path)), indent=2))
+    elif not quiet:
+        click.echo(format_summary(summarize(StoredIndex(path))))
 
 
 @click.command()
@@ -21,10 +49,10 @@ from mixindex.cli.errors import friendly
     is_flag=True,
     help="Replace OUT if it is a mixindex index (nothing else is replaced).",
 )
-@click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+@quiet_option
 @click.option("--compress", is_flag=True, help="zstd-compress the arrays (smaller, slower reads).")
 @click.option("--deep", is_flag=True, help="Also hash every byte of every source (slow).")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False),
@@ -53,10 +81,8 @@ def build(
     chunk_blocks: int | None,
 ) -> None:
     """Plan the mix described by SPEC (TOML, YAML or JSON) into the index OUT."""
-    from mixindex.audit.summary import format_summary, summarize
     from mixindex.builder import build as build_index
     from mixindex.errors import BuildTerminated
-    from mixindex.store.index import StoredIndex
 
     try:
         path = build_index(
@@ -71,16 +97,12 @@ def build(
             chunk_blocks=chunk_blocks,
         )
     except BuildTerminated as exc:
-        click.echo(
-            f"error: the build was stopped by {exc.name}; {out!r} was left as it was and the "
-            "build's temporary files were removed",
-            err=True,
+        _stopped(
+            exc,
+            f"the build was stopped by {exc.name}; {out!r} was left as it was and the build's "
+            "temporary files were removed",
         )
-        sys.exit(128 + exc.signum)
-    if as_json:
-        click.echo(json.dumps(summarize(StoredIndex(path)), indent=2))
-    elif not quiet:
-        click.echo(format_summary(summarize(StoredIndex(path))))
+    _summary(path, quiet, as_json)
 
 
 @click.command()
@@ -92,30 +114,24 @@ def build(
     type=int,
     help="The new length: more than the index has.",
 )
-@click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@quiet_option
+@json_option
 @friendly
 def extend(index: str, num_examples: int, quiet: bool, as_json: bool) -> None:
     """Grow the restart mix INDEX to NUM_EXAMPLES positions, without planning its first ones
     again: the result is what a fresh build of the longer mix writes, byte for byte."""
-    from mixindex.audit.summary import format_summary, summarize
     from mixindex.errors import BuildTerminated
     from mixindex.extender import extend as extend_index
-    from mixindex.store.index import StoredIndex
 
     try:
         path = extend_index(index, num_examples, quiet=quiet)
     except BuildTerminated as exc:
-        click.echo(
-            f"error: extending was stopped by {exc.name}; {index!r} was left as it was and the "
+        _stopped(
+            exc,
+            f"extending was stopped by {exc.name}; {index!r} was left as it was and the "
             "temporary files were removed",
-            err=True,
         )
-        sys.exit(128 + exc.signum)
-    if as_json:
-        click.echo(json.dumps(summarize(StoredIndex(path)), indent=2))
-    elif not quiet:
-        click.echo(format_summary(summarize(StoredIndex(path))))
+    _summary(path, quiet, as_json)
 
 
 @click.command()

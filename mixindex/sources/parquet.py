@@ -16,7 +16,7 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -58,25 +58,34 @@ class ParquetSource(PieceSource):
         if cache_size < 0:
             raise SourceError(f"dataset {name!r}: cache_size = {cache_size} must be >= 0")
         self.cache_size = cache_size
+
+        def footers() -> Iterator[tuple[str, pa.Schema, pq.FileMetaData]]:
+            for path in self.data_files:
+                pf = _open(name, path)
+                try:
+                    footer = (path, pf.schema_arrow, pf.metadata)
+                finally:
+                    pf.close()
+                yield footer
+
+        self._take_footers(footers())
+        self._reset()
+
+    def _take_footers(self, footers: Iterable[tuple[str, pa.Schema, pq.FileMetaData]]) -> None:
+        """The schema and row groups of the files, from each one's (path or URL, schema,
+        footer) in read order; SourceError if a file's schema differs from the first's, or if
+        there are no rows at all."""
         schema = None
         self._group_rows: list[list[int]] = []
-        for path in self.data_files:
-            pf = _open(name, path)
-            try:
-                file_schema = pf.schema_arrow
-                md = pf.metadata
-                self._group_rows.append(
-                    [md.row_group(i).num_rows for i in range(md.num_row_groups)]
-                )
-            finally:
-                pf.close()
+        for where, file_schema, md in footers:
+            self._group_rows.append([md.row_group(i).num_rows for i in range(md.num_row_groups)])
             if schema is None:
                 schema = file_schema
             elif not file_schema.equals(schema, check_metadata=False):
                 raise SourceError(
-                    f"dataset {name!r}: file {path!r} does not match {self.data_files[0]!r} "
-                    f"({schema_difference(schema, file_schema)}); all files of a dataset must "
-                    "share one schema"
+                    f"dataset {self.name!r}: file {where!r} does not match "
+                    f"{self.data_files[0]!r} ({schema_difference(schema, file_schema)}); all "
+                    "files of a dataset must share one schema"
                 )
         self._schema: pa.Schema = schema
         # One entry per row group of every file, in read order: (file index, group in file).
@@ -85,10 +94,9 @@ class ParquetSource(PieceSource):
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         if self._offsets[-1] == 0:
             raise SourceError(
-                f"dataset {name!r} has no rows (files: {files_text(self.data_files)}); "
+                f"dataset {self.name!r} has no rows (files: {files_text(self.data_files)}); "
                 "remove it or point it at data"
             )
-        self._reset()
 
     def _reset(self) -> None:
         self._pid = os.getpid()

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixindex.errors import SourceError, short
-from mixindex.sources.base import canonical_schema, digest, files_text, one_line, schema_difference
+from mixindex.sources.base import canonical_schema, digest, one_line
 from mixindex.sources.blocks import block_cache
 from mixindex.sources.parquet import ParquetSource
 from mixindex.sources.remote import (
@@ -145,31 +145,12 @@ class RemoteParquetSource(ParquetSource):
         self.cache_size = cache_size
         self._fs_pid = -1
         footers = read_footers(name, self._filesystem(), self.objects)
-        schema = None
         self._meta = [md for md, _ in footers]
         self._footer_hash = [hashlib.sha256(raw).hexdigest() for _, raw in footers]
-        self._group_rows = [
-            [md.row_group(i).num_rows for i in range(md.num_row_groups)] for md in self._meta
-        ]
-        for f, md in zip(self.objects, self._meta, strict=True):
-            file_schema = md.schema.to_arrow_schema()
-            if schema is None:
-                schema = file_schema
-            elif not file_schema.equals(schema, check_metadata=False):
-                raise SourceError(
-                    f"dataset {name!r}: file {f.url!r} does not match {self.data_files[0]!r} "
-                    f"({schema_difference(schema, file_schema)}); all files of a dataset must "
-                    "share one schema"
-                )
-        self._schema: pa.Schema = schema
-        self._groups = [(f, g) for f, rows in enumerate(self._group_rows) for g in range(len(rows))]
-        counts = np.array([r for rows in self._group_rows for r in rows], dtype=np.int64)
-        self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        if self._offsets[-1] == 0:
-            raise SourceError(
-                f"dataset {name!r} has no rows (files: {files_text(self.data_files)}); "
-                "remove it or point it at data"
-            )
+        self._take_footers(
+            (f.url, md.schema.to_arrow_schema(), md)
+            for f, md in zip(self.objects, self._meta, strict=True)
+        )
         self._reset()
 
     def _reset(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +34,11 @@ __all__ = ["IndexWriter", "RegionWriter", "array_digest"]
 
 # Rows of chunk_digests per stored chunk (each row is 160 bytes).
 _DIGEST_ROWS = 4096
+# zarr's settings are one global dict, and ``zarr.config.set`` puts back on exit what it found on
+# entry: two threads inside it at once undo each other's setting, so that an array may open
+# without write_empty_chunks (its chunks of zeros then go unwritten) and the process keeps the
+# setting for good. Workers open their arrays one at a time.
+_OPEN_LOCK = threading.Lock()
 
 
 def array_digest(data: np.ndarray) -> str:
@@ -62,7 +68,7 @@ class RegionWriter:
 
             # Chunks of zeros too: a reader needs every chunk's file. (The array takes the
             # setting when it is opened; open_array has no config argument before zarr 3.1.4.)
-            with zarr.config.set({"array.write_empty_chunks": True}):
+            with _OPEN_LOCK, zarr.config.set({"array.write_empty_chunks": True}):
                 arr = zarr.open_array(f"{self.folder}/{name}", mode="r+")
             self._arrays[name] = arr
         return arr
