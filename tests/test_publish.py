@@ -273,7 +273,9 @@ def test_of_two_builds_to_a_new_output_exactly_one_wins(
         )
         assert rc == 0, stderr
         assert stderr == "", "a live build's folder is not a leftover"
-        assert tmp.is_dir()
+        if not tmp.is_dir():
+            first.send_signal(signal.SIGCONT)
+            pytest.fail(f"the held build's folder is gone; that build: {finish(first)}")
     finally:
         first.send_signal(signal.SIGCONT)
     rc, stdout, stderr = finish(first)
