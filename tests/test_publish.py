@@ -245,6 +245,25 @@ def test_a_crash_at_any_step_of_replacing_leaves_a_whole_index(
 # ---- racing builds ---------------------------------------------------------------------------
 
 
+def test_a_build_never_removes_its_own_folder_once_made(
+    data: Data, write_spec: SpecWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # zarr's mode "w" removes the folder it has just made and makes it again: for that moment a
+    # live build's folder is missing, and a build held there (the test below) seemed to lose it.
+    out = tmp_path / "mix.mixindex"
+    removed: list[Path] = []
+    real = shutil.rmtree
+
+    def watched(path: Any, *args: Any, **kwargs: Any) -> None:
+        removed.append(Path(path))
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", watched)
+    build(write_spec(spec_dict(), "spec.toml"), out)
+    assert not [p for p in removed if p.name.startswith(f".{out.name}.tmp-")]
+    assert leftovers(out) == []
+
+
 def test_of_two_builds_to_a_new_output_exactly_one_wins(
     data: Data, write_spec: SpecWriter, tmp_path: Path
 ) -> None:

@@ -142,7 +142,7 @@ class IndexWriter:
         self.journal = Journal(self.tmp)
         identity = json.loads(json.dumps(identity or {}))
         self.adopted = adopt and self.journal.identity() == identity
-        if adopt and not self.adopted:
+        if not self.adopted:
             discard(self.tmp)
         try:
             self._setup(dtypes, num_sources, chunk_blocks, block_size, length_bound, compress)
@@ -164,8 +164,11 @@ class IndexWriter:
     ) -> None:
         import zarr
 
+        # "w-", not "w": zarr's "w" removes the folder it has just made and makes it again, so
+        # for a moment this build's folder would not exist (another process could take it as
+        # gone). The name is this process's own: anything left there by it was discarded.
         self.group = zarr.open_group(
-            str(self.tmp), mode="r+" if self.adopted else "w", zarr_format=3
+            str(self.tmp), mode="r+" if self.adopted else "w-", zarr_format=3
         )
         self.regions = RegionWriter(str(self.tmp))
         self.chunk_positions = chunk_blocks * block_size
