@@ -41,7 +41,6 @@ from mixindex.audit.sandbox import (
     DEFAULT_MEMORY_LIMIT,
     DEFAULT_TEMP_LIMIT,
     Sandbox,
-    duckdb_line,
 )
 from mixindex.errors import QueryError
 from mixindex.store.index import StoredIndex
@@ -232,8 +231,9 @@ def connect(
         import duckdb
 
         if isinstance(exc, duckdb.Error):
-            # Setting up the views can hit the limits too (a memory limit of a few KB).
-            raise QueryError(duckdb_line(exc)) from None
+            # Setting up the views can hit the limits too (a memory limit of a few KB): the
+            # same line as a query that hits them.
+            raise box.error(exc) from None
         raise
     return box
 
