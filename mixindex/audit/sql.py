@@ -37,11 +37,7 @@ from typing import IO, Any
 import numpy as np
 import pyarrow as pa
 
-from mixindex.audit.sandbox import (
-    DEFAULT_MEMORY_LIMIT,
-    DEFAULT_TEMP_LIMIT,
-    Sandbox,
-)
+from mixindex.audit.sandbox import DEFAULT_MEMORY_LIMIT, DEFAULT_TEMP_LIMIT, Sandbox
 from mixindex.errors import QueryError
 from mixindex.store.index import StoredIndex
 from mixindex.store.layout import POSITION_ARRAYS
