@@ -169,6 +169,6 @@ def _copy(old: StoredIndex, writer: IndexWriter, chunks: int, progress: Any) -> 
                     f"{str(old.arrays[name].chunk_path(i))!r} does not match its recorded "
                     "digest; check the index with 'mixindex verify' and rebuild it"
                 )
-        cast = {name: np.asarray(arrays[name], dtype=writer.arrays[name].dtype) for name in ARRAYS}
+        cast = {name: np.asarray(arrays[name], dtype=writer.dtypes[name]) for name in ARRAYS}
         writer.write_chunk(i * writer.chunk_positions, cast, i * writer.chunk_blocks)
         progress(len(cast[POSITION_ARRAYS[0]]))

@@ -523,8 +523,10 @@ def test_the_builder_turns_a_config_into_plan_inputs() -> None:
     assert inputs.scheduler.get_weights(0) == {"a": 0.25, "b": 0.75}
 
 
-def test_a_small_build_loads_no_compiler(tmp_path: Path) -> None:
-    # numba and its cached kernels cost about half a second to load: more than a small plan.
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_small_build_loads_no_compiler_and_no_zarr(tmp_path: Path, compress: bool) -> None:
+    # numba and its cached kernels cost about half a second to load, zarr about 0.4 s: more than
+    # a small plan. The builder writes the zarr documents and chunk files itself.
     import os
     import subprocess
     import sys
@@ -543,12 +545,12 @@ def test_a_small_build_loads_no_compiler(tmp_path: Path) -> None:
         "[mix]\nweights = { a = 1, b = 2 }\nblock_size = 10\nnum_examples = 500\nseed = 1\n"
     )
     code = (
-        "import sys, mixindex; mixindex.build(sys.argv[1], sys.argv[2]); "
-        "print(sorted(m for m in ('numba', 'llvmlite') if m in sys.modules))"
+        "import sys, mixindex; mixindex.build(sys.argv[1], sys.argv[2], compress=sys.argv[3] == '1'); "
+        "print(sorted(m for m in ('numba', 'llvmlite', 'zarr') if m in sys.modules))"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(mixindex.__file__).resolve().parents[1])}
     out = subprocess.run(
-        [sys.executable, "-c", code, str(spec), str(tmp_path / "m.mixindex")],
+        [sys.executable, "-c", code, str(spec), str(tmp_path / "m.mixindex"), str(int(compress))],
         capture_output=True,
         text=True,
         env=env,

@@ -142,16 +142,16 @@ def test_sigterm_cleans_up_and_keeps_the_old_index(
 def test_failed_writer_setup_leaves_nothing(
     data: Data, write_spec: SpecWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import zarr
+    from mixindex.store import writer
 
-    real = zarr.Group.create_array
+    real = writer.write_doc
 
-    def create_array(self: Any, name: str, **kwargs: Any) -> Any:
-        if name == "epoch":
+    def write_doc(path: Path, doc: Any, **kwargs: Any) -> None:
+        if path.parent.name == "epoch":
             raise OSError(28, "No space left on device")
-        return real(self, name, **kwargs)
+        real(path, doc, **kwargs)
 
-    monkeypatch.setattr(zarr.Group, "create_array", create_array)
+    monkeypatch.setattr(writer, "write_doc", write_doc)
     out = tmp_path / "mix.mixindex"
     with pytest.raises(OSError, match="No space left"):
         build(write_spec(), out)

@@ -1,6 +1,6 @@
-"""Writing an index: zarr arrays in a temporary sibling, whole-array and per-chunk digests,
-then an atomic publish into place (:mod:`mixindex.store.publish`), so a half-written index never
-opens.
+"""Writing an index: zarr v3 arrays in a temporary sibling (written without zarr,
+:mod:`mixindex.store.zarrv3`), whole-array and per-chunk digests, then an atomic publish into
+place (:mod:`mixindex.store.publish`), so a half-written index never opens.
 
 Chunks may be written by many workers at once, in any order (:class:`RegionWriter`: each chunk
 has its own files); :meth:`IndexWriter.record` then takes them in position order, since the
@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
+import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mixindex.errors import MixIndexError
 from mixindex.store.layout import (
     ARRAYS,
     ATTR_KEY,
@@ -29,16 +30,12 @@ from mixindex.store.layout import (
 )
 from mixindex.store.meta import IndexMeta, content_digest
 from mixindex.store.resume import Journal
+from mixindex.store.zarrv3 import ArrayLayout, group_doc, write_doc
 
 __all__ = ["IndexWriter", "RegionWriter", "array_digest"]
 
 # Rows of chunk_digests per stored chunk (each row is 160 bytes).
 _DIGEST_ROWS = 4096
-# zarr's settings are one global dict, and ``zarr.config.set`` puts back on exit what it found on
-# entry: two threads inside it at once undo each other's setting, so that an array may open
-# without write_empty_chunks (its chunks of zeros then go unwritten) and the process keeps the
-# setting for good. Workers open their arrays one at a time.
-_OPEN_LOCK = threading.Lock()
 
 
 def array_digest(data: np.ndarray) -> str:
@@ -52,26 +49,12 @@ def _le_bytes(data: np.ndarray) -> memoryview:
 
 @dataclass
 class RegionWriter:
-    """Writes chunks into the arrays of the folder ``folder``: picklable, so that a thread, a
-    process or a cluster worker sharing the file system can write chunks at the same time."""
+    """Writes chunks into the arrays of the folder ``folder``, laid out as ``layouts`` says:
+    picklable, so that a thread, a process or a cluster worker sharing the file system can
+    write chunks at the same time (each chunk has files of its own)."""
 
     folder: str
-    _arrays: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"folder": self.folder, "_arrays": {}}
-
-    def _array(self, name: str) -> Any:
-        arr = self._arrays.get(name)
-        if arr is None:
-            import zarr
-
-            # Chunks of zeros too: a reader needs every chunk's file. (The array takes the
-            # setting when it is opened; open_array has no config argument before zarr 3.1.4.)
-            with _OPEN_LOCK, zarr.config.set({"array.write_empty_chunks": True}):
-                arr = zarr.open_array(f"{self.folder}/{name}", mode="r+")
-            self._arrays[name] = arr
-        return arr
+    layouts: dict[str, ArrayLayout]
 
     def write(
         self, start: int, first_block: int, arrays: Mapping[str, np.ndarray]
@@ -80,34 +63,27 @@ class RegionWriter:
         chunks, or the last one); returns each array's sha256 for the chunk."""
         digests = {}
         for name in ARRAYS:
-            arr = self._array(name)
-            data = np.asarray(arrays[name], dtype=arr.dtype)
+            layout = self.layouts[name]
+            data = np.asarray(arrays[name], dtype=layout.dtype)
             lo = first_block if name in TABLE_ARRAYS else start
-            if not self._write_files(name, arr, lo, data):
-                arr[lo : lo + len(data)] = data
+            write_rows(Path(self.folder, name), layout, lo, data)
             digests[name] = hashlib.sha256(_le_bytes(data)).digest()
         return digests
 
-    def _write_files(self, name: str, arr: Any, lo: int, data: np.ndarray) -> bool:
-        """Write whole chunks of an uncompressed array straight to their files (zarr's own
-        write goes through its event loop thread, which all workers then queue on); a chunk
-        cut short by the end of the data is padded with the fill value, 0, as zarr pads it.
-        False (nothing written) where that does not apply: compressed, or off chunk bounds."""
-        rows = arr.chunks[0]
-        if len(arr.metadata.codecs) != 1 or lo % rows or arr.chunks[1:] != data.shape[1:]:
-            return False
-        for at in range(0, len(data), rows):
-            piece = data[at : at + rows]
-            if len(piece) < rows:
-                piece = np.concatenate(
-                    [piece, np.zeros((rows - len(piece), *piece.shape[1:]), piece.dtype)]
-                )
-            coords = ((lo + at) // rows,) + (0,) * (data.ndim - 1)
-            path = Path(self.folder, name, arr.metadata.encode_chunk_key(coords))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(_le_bytes(piece))
-        return True
+
+def write_rows(folder: Path, layout: ArrayLayout, lo: int, data: np.ndarray) -> None:
+    """Write ``data`` as the rows from ``lo`` (a chunk boundary) of the array in ``folder``:
+    whole chunks, or a last one cut short by the end of the data (padded, as zarr pads it)."""
+    rows = layout.chunk_rows
+    if lo % rows or data.shape[1:] != layout.row_shape:
+        raise ValueError(
+            f"rows {lo}.. of shape {data.shape[1:]} are off {folder.name}'s chunks of {rows}"
+        )
+    for at in range(0, len(data), rows):
+        path = folder / layout.chunk_key((lo + at) // rows)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(layout.encode(data[at : at + rows]))
 
 
 class IndexWriter:
@@ -162,51 +138,37 @@ class IndexWriter:
         length_bound: int,
         compress: bool,
     ) -> None:
-        import zarr
-
-        # "w-", not "w": zarr's "w" removes the folder it has just made and makes it again, so
-        # for a moment this build's folder would not exist (another process could take it as
-        # gone). The name is this process's own: anything left there by it was discarded.
-        self.group = zarr.open_group(
-            str(self.tmp), mode="r+" if self.adopted else "w-", zarr_format=3
-        )
-        self.regions = RegionWriter(str(self.tmp))
         self.chunk_positions = chunk_blocks * block_size
         self.chunk_blocks = chunk_blocks
         self.block_size = block_size
-        self.reset()
-        codec: dict[str, Any] = {"compressors": None}
-        if compress:
-            from zarr.codecs import ZstdCodec
-
-            codec = {"compressors": ZstdCodec(level=3)}
-        config: Any = {"write_empty_chunks": True}
-        self.codec, self.config = codec, config
-        self.arrays: dict[str, Any] = {}
-        if self.adopted:
-            self.arrays = {name: self.group[name] for name in ARRAYS}
-            return
-        bound_blocks = -(-length_bound // block_size)
-        for name in POSITION_ARRAYS:
-            self.arrays[name] = self.group.create_array(
-                name,
-                shape=(max(length_bound, 1),),
-                chunks=(self.chunk_positions,),
-                dtype=dtypes[name],
-                fill_value=0,
-                config=config,
-                **codec,
-            )
+        self.compress = compress
+        k = max(num_sources, 1)
+        self.layouts = {
+            name: ArrayLayout(dtypes[name], self.chunk_positions, (), compress)
+            for name in POSITION_ARRAYS
+        }
         for name in TABLE_ARRAYS:
-            self.arrays[name] = self.group.create_array(
-                name,
-                shape=(max(bound_blocks, 1), max(num_sources, 1)),
-                chunks=(chunk_blocks, max(num_sources, 1)),
-                dtype=dtypes[name],
-                fill_value=0,
-                config=config,
-                **codec,
-            )
+            self.layouts[name] = ArrayLayout(dtypes[name], chunk_blocks, (k,), compress)
+        self.regions = RegionWriter(str(self.tmp), self.layouts)
+        self.reset()
+        if self.adopted:
+            return  # the arrays are there (the journal's identity fixes their layout)
+        # A new group, never one taken over: anything this process itself left under the name
+        # was discarded, so a group found there is another writer's.
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        write_doc(self.tmp / "zarr.json", group_doc({}), new=True)
+        bound_blocks = -(-length_bound // block_size)
+        for name in ARRAYS:
+            self._array_doc(name, max(length_bound if name in POSITION_ARRAYS else bound_blocks, 1))
+
+    def _array_doc(self, name: str, rows: int) -> None:
+        (self.tmp / name).mkdir(exist_ok=True)
+        write_doc(self.tmp / name / "zarr.json", self.layouts[name].doc(rows))
+
+    @property
+    def dtypes(self) -> dict[str, np.dtype]:
+        """Each array's stored dtype."""
+        return {name: layout.dtype for name, layout in self.layouts.items()}
 
     def reset(self) -> None:
         """Record from the first chunk again (what is on disk is written over)."""
@@ -243,7 +205,7 @@ class IndexWriter:
         feed the whole-array digests and journal it as done."""
         self._check_next(start)
         for name in ARRAYS:
-            data = np.asarray(arrays[name], dtype=self.arrays[name].dtype)
+            data = np.asarray(arrays[name], dtype=self.layouts[name].dtype)
             self.digests[name].append(digests[name])
             self.hashes[name].update(_le_bytes(data))
         self.journal.done(start // self.chunk_positions, digests)
@@ -257,19 +219,25 @@ class IndexWriter:
     def resume(self) -> Any:
         """Keep the adopted folder's chunks that check out against the journal (re-read and
         hashed, in order) and return the planning state to go on from (None: the start)."""
+        from mixindex.store.chunks import ChunkedArray
+        from mixindex.store.folder import IndexFolder
+
         kept = self.journal.kept()
-        for i, digests in enumerate(kept):
-            lo, blo = i * self.chunk_positions, i * self.chunk_blocks
-            arrays: dict[str, np.ndarray] = {
-                n: self.arrays[n][lo : lo + self.chunk_positions] for n in POSITION_ARRAYS
-            }
-            for name in TABLE_ARRAYS:
-                arrays[name] = self.arrays[name][blo : blo + self.chunk_blocks]
-            found = {n: hashlib.sha256(_le_bytes(a)).digest() for n, a in arrays.items()}
-            # A chunk is kept only with the state that plans the one after it.
-            if found != digests or self.journal.state(i + 1) is None:
-                break
-            self.record(lo, arrays, blo, found)
+        folder = IndexFolder(self.tmp)
+        try:
+            stored = {name: ChunkedArray(folder, name) for name in ARRAYS}
+            for i, digests in enumerate(kept):
+                try:
+                    arrays = {name: stored[name].load(i) for name in ARRAYS}
+                except MixIndexError:
+                    break  # a chunk file missing or cut short
+                found = {n: hashlib.sha256(_le_bytes(a)).digest() for n, a in arrays.items()}
+                # A chunk is kept only with the state that plans the one after it.
+                if found != digests or self.journal.state(i + 1) is None:
+                    break
+                self.record(i * self.chunk_positions, arrays, i * self.chunk_blocks, found)
+        finally:
+            folder.close()
         done = self.length // self.chunk_positions
         state = self.journal.state(done)
         self.journal.forget_from(done)
@@ -280,11 +248,8 @@ class IndexWriter:
 
         Returns the content digest (also stored in the attributes).
         """
-        for name in POSITION_ARRAYS:
-            self.arrays[name].resize((self.length,))
-        k = self.arrays["counts"].shape[1]
-        for name in TABLE_ARRAYS:
-            self.arrays[name].resize((self.blocks, k))
+        for name in ARRAYS:
+            self._trim(name, self.length if name in POSITION_ARRAYS else self.blocks)
         self._write_chunk_digests()
         self.journal.remove()
         whole = {n: h.hexdigest() for n, h in self.hashes.items()}
@@ -301,12 +266,23 @@ class IndexWriter:
         )
         # Read back through IndexMeta, so that what is written is what every reader accepts.
         meta = IndexMeta.from_dict(doc, self.path)
-        digest = content_digest(meta, whole, {n: self.arrays[n].dtype for n in ARRAYS})
-        self.group.attrs[ATTR_KEY] = replace(meta, digest=digest).to_dict()
+        digest = content_digest(meta, whole, self.dtypes)
+        attrs = {ATTR_KEY: replace(meta, digest=digest).to_dict()}
+        write_doc(self.tmp / "zarr.json", group_doc(attrs))
         from mixindex.store.publish import publish
 
         publish(self.tmp, self.path, force=self.force)
         return digest
+
+    def _trim(self, name: str, rows: int) -> None:
+        """Give array ``name`` its final length: its zarr.json, and no chunk file past it."""
+        self._array_doc(name, rows)
+        chunks = -(-rows // self.layouts[name].chunk_rows)
+        folder = self.tmp / name / "c"
+        for entry in folder.iterdir() if folder.is_dir() else ():
+            if entry.name.isdigit() and int(entry.name) >= chunks:
+                # A resumed build's own files from before, never anything else's.
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
     def _write_chunk_digests(self) -> None:
         """Each chunk's sha256 as an array for ``mixindex verify``: as JSON in the attributes
@@ -316,18 +292,15 @@ class IndexWriter:
             b"".join(d for i in range(n) for d in (self.digests[a][i] for a in ARRAYS)),
             dtype=np.uint8,
         ).reshape(n, len(ARRAYS), 32)
-        arr = self.group.create_array(
-            CHUNK_DIGESTS,
-            overwrite=True,  # a resumed build may have got this far before
-            shape=table.shape,
-            chunks=(max(1, min(n, _DIGEST_ROWS)), len(ARRAYS), 32),
-            dtype=np.uint8,
-            fill_value=0,
-            config=self.config,
-            **self.codec,
+        layout = ArrayLayout(
+            np.uint8, max(1, min(n, _DIGEST_ROWS)), (len(ARRAYS), 32), self.compress
         )
-        if n:
-            arr[:] = table
+        folder = self.tmp / CHUNK_DIGESTS
+        # A resumed build may have got this far before (its table is this one's, or shorter).
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        write_doc(folder / "zarr.json", layout.doc(n))
+        write_rows(folder, layout, 0, table)
 
     def abort(self) -> None:
         from mixindex.store.publish import discard
