@@ -291,15 +291,49 @@ def test_counts_do_not_depend_on_how_blocks_are_asked_for(
     with pytest.MonkeyPatch.context() as m:
         m.setattr(apportion, "LOOKAHEAD", data.draw(st.integers(0, 3)))
         m.setattr(apportion, "FAR_STEP", data.draw(st.integers(1, 5)))
+        # Every window computed ahead, for a next call of the right size or not.
+        m.setattr(apportion, "AHEAD_CELLS", 0)
         a = Apportioner(per_block(weights, length), length)
         parts, lo = [], 0
-        for hi in cuts:
+        for i, hi in enumerate(cuts):
             # Half the time, continue in a new apportioner from the saved state.
             if data.draw(st.booleans()):
                 a = Apportioner.restore(per_block(weights, length), length, a.state())
-            parts.append(a.counts(lo, hi - lo))
+            right = cuts[i + 1] - hi if i + 1 < len(cuts) else 0
+            then = data.draw(st.sampled_from([0, right, right + 1]))
+            parts.append(a.counts(lo, hi - lo, then))
             lo = hi
     assert (np.concatenate(parts) == whole).all()
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["ahead", "ahead-fails"])
+def test_the_next_window_is_computed_ahead(monkeypatch: pytest.MonkeyPatch, fails: bool) -> None:
+    """With the next call's size given, its window comes from another thread (the same counts);
+    a window that fails there is computed by the caller."""
+    import threading
+
+    weights = np.random.default_rng(3).dirichlet(np.ones(40), size=90)
+    whole = counts_for(weights, 50)
+    monkeypatch.setattr(apportion, "AHEAD_CELLS", 0)
+    real = Apportioner._window
+    where: list[str] = []
+
+    def window(self: Apportioner, *args: Any) -> tuple[np.ndarray, ...]:
+        name = threading.current_thread().name
+        where.append(name)
+        if fails and name == "mixindex-window":
+            raise MemoryError("no room on that thread")
+        return real(self, *args)
+
+    monkeypatch.setattr(Apportioner, "_window", window)
+    a = Apportioner(per_block(weights, 50), 50)
+    got = [a.counts(0, 30, 30), a.counts(30, 30, 30), a.counts(60, 30)]
+    assert (np.concatenate(got) == whole).all()
+    main = threading.current_thread().name
+    if fails:
+        assert where.count("mixindex-window") == 2 and where.count(main) == 3
+    else:
+        assert where == [main, "mixindex-window", "mixindex-window"]
 
 
 def test_deadlines_past_the_last_point_are_found_in_closed_form() -> None:

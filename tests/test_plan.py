@@ -416,15 +416,20 @@ def test_memory_does_not_follow_the_epoch_span() -> None:
 
 
 def _count_apportioned(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Spy on the apportioner: the number of blocks of each call, in order."""
+    """Spy on the apportioner: the number of blocks of each call, in order. Each call's guess
+    of the next call's size (for computing its window ahead) must be that size."""
     from mixindex.plan.apportion import Apportioner
 
     calls: list[int] = []
+    guess: list[int] = []
     real = Apportioner.counts
 
-    def counts(self: Apportioner, weights: np.ndarray, length: int) -> np.ndarray:
-        out = real(self, weights, length)
+    def counts(self: Apportioner, first: int, nblocks: int, then: int = 0) -> np.ndarray:
+        if guess and calls:
+            assert nblocks == guess[-1], (calls, guess, nblocks)
+        out = real(self, first, nblocks, then)
         calls.append(len(out))
+        guess.append(then)
         return out
 
     monkeypatch.setattr(Apportioner, "counts", counts)
@@ -545,7 +550,8 @@ def test_a_small_build_loads_no_compiler_and_no_zarr(tmp_path: Path, compress: b
         "[mix]\nweights = { a = 1, b = 2 }\nblock_size = 10\nnum_examples = 500\nseed = 1\n"
     )
     code = (
-        "import sys, mixindex; mixindex.build(sys.argv[1], sys.argv[2], compress=sys.argv[3] == '1'); "
+        "import sys, mixindex; "
+        "mixindex.build(sys.argv[1], sys.argv[2], compress=sys.argv[3] == '1'); "
         "print(sorted(m for m in ('numba', 'llvmlite', 'zarr') if m in sys.modules))"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(mixindex.__file__).resolve().parents[1])}

@@ -14,6 +14,7 @@ that is 0 gets nothing, and what it was still owed, less than one example, is wr
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,8 @@ FAR_STEP = 4096
 # (block, source) increments computed at a time.
 WINDOW_CELLS = 1 << 17
 _STATE_ROWS = ("owed", "served", "deadline", "deadline_job", "since", "job")
+# Windows at least this big are computed ahead, on a thread of their own.
+AHEAD_CELLS = WINDOW_CELLS
 
 
 def bound(num_sources: int) -> float:
@@ -62,6 +65,7 @@ class Apportioner:
         self.state_rows[5] = -1
         # Which sources had a positive weight in the block before next_block.
         self.on = np.zeros(k, dtype=bool)
+        self._ahead: _Ahead | None = None
 
     def state(self) -> dict[str, Any]:
         """What the next :meth:`counts` depends on besides the schedule (small, K-sized)."""
@@ -98,9 +102,14 @@ class Apportioner:
         on = u > 0
         return u, on, drops(on, before)
 
-    def counts(self, first_block: int, nblocks: int) -> np.ndarray:
+    def counts(self, first_block: int, nblocks: int, then: int = 0) -> np.ndarray:
         """Counts ``(nblocks, K)`` (int64) of blocks ``first_block ..``; every row sums to the
-        block size. Blocks must be asked for in order, each once."""
+        block size. Blocks must be asked for in order, each once.
+
+        ``then``: how many blocks the next call will likely ask for. Their increments are then
+        computed on another thread while these blocks are apportioned (the same numbers either
+        way: a window depends only on where it starts and how long it is).
+        """
         if first_block != self.next_block:
             raise RuntimeError(f"blocks asked out of order: {first_block}, not {self.next_block}")
         k, b = self.num_sources, self.block_size
@@ -113,7 +122,14 @@ class Apportioner:
             self.on = np.ones(1, dtype=bool)
             return out
         width = nblocks + LOOKAHEAD
-        u, on, reset = self._window(first_block, width, self.on)
+        ahead, self._ahead = self._ahead, None
+        key = (first_block, width, self.on.tobytes())
+        got = ahead.take(key) if ahead is not None else None
+        u, on, reset = got if got is not None else self._window(first_block, width, self.on)
+        if then and self.compiled and (then + LOOKAHEAD) * k >= AHEAD_CELLS:
+            before = on[nblocks - 1].copy()
+            key = (first_block + nblocks, then + LOOKAHEAD, before.tobytes())
+            self._ahead = _Ahead(self._window, key, key[0], key[1], before)
         from mixindex.plan.edf import compiled, edf_blocks
 
         loop: Callable[..., int] = compiled() if self.compiled else edf_blocks
@@ -196,6 +212,33 @@ class Apportioner:
         self.state_rows[2, ids] = due
         self.state_rows[3, ids] = want[1, ids]
         want[:] = -1
+
+
+class _Ahead:
+    """One window of increments computed on a thread of its own, for the call that asks for
+    the same window next (numpy releases the GIL, and so does the compiled apportionment)."""
+
+    def __init__(self, window: Callable[..., tuple[np.ndarray, ...]], key: Any, *args: Any):
+        self.key = key
+        self.result: tuple[np.ndarray, ...] | None = None
+        self.thread = threading.Thread(
+            target=self._run, args=(window, args), name="mixindex-window", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self, window: Callable[..., tuple[np.ndarray, ...]], args: Any) -> None:
+        try:
+            self.result = window(*args)
+        except Exception:
+            # The caller computes the window itself then, and meets the error there.
+            self.result = None
+
+    def take(self, key: Any) -> tuple[np.ndarray, ...] | None:
+        """The window if it is the one for ``key`` (None: compute it)."""
+        if key != self.key:
+            return None
+        self.thread.join()
+        return self.result
 
 
 class WrittenOffTargets:

@@ -275,7 +275,7 @@ class Planner:
             found = exhausted_at
             while True:
                 m = min(size, nb - done)
-                parts.append(apportioner.counts(block + done, m))
+                parts.append(apportioner.counts(block + done, m, self._then(start, size, done + m)))
                 done += m
                 counts = parts[0] if len(parts) == 1 else np.concatenate(parts)
                 # Each slice extends the one before: what was exhausted there stays found.
@@ -300,6 +300,20 @@ class Planner:
             cursor = cursor + counts.sum(axis=0)
             exhausted_at = found
             block += nb
+
+    def _then(self, start: int, size: int, done: int) -> int:
+        """How many blocks :meth:`tasks` likely asks the apportioner for next, after ``done``
+        blocks of the chunk from ``start`` in slices of ``size`` (0: none)."""
+        inp = self.inputs
+        nb, b = self.chunk_blocks, inp.block_size
+        if done < nb:
+            return min(2 * size, nb - done)
+        cap = inp.num_examples if inp.num_examples is not None else self.length_bound
+        after = start + nb * b
+        if cap <= after:
+            return 0
+        whole = inp.stop is StopStrategy.RESTART and cap >= after + nb * b
+        return nb if whole else min(FIRST_SLICE, nb)
 
     def block_sources(self, first_block: int, counts: np.ndarray) -> np.ndarray:
         """The source at each slot of whole blocks (blocks x block_size), in position order (S3)."""
