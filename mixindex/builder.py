@@ -221,8 +221,8 @@ def _build(
             num_sources=len(records),
             chunk_blocks=planner.chunk_blocks,
             block_size=config.mix.block_size,
-            # Sized by the tighter bound: zarr's resize at commit visits every chunk between the
-            # final length and the shape, which for a far schedule point would be billions.
+            # The arrays' length until commit gives them the mix's own: the tighter bound (the
+            # loose one may lie billions past the end, at a far schedule point).
             length_bound=planner.size_bound,
             force=force,
             compress=compress,

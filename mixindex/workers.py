@@ -1,7 +1,7 @@
 """Chunks on many workers: planning's counts are sequential, the rest of each chunk is not.
 
 The calling thread runs :meth:`Planner.tasks` (cheap: counts and cursors) and hands each task to
-an executor, where :class:`ChunkJob` turns it into positions, writes its zarr regions and hashes
+an executor, where :class:`ChunkJob` turns it into positions, writes its chunk files and hashes
 them. Results are taken back in position order, to feed the whole-array digests, so the bytes and
 the digest are the same whatever the executor and its number of workers. Any
 ``concurrent.futures.Executor`` will do: the default thread pool (numpy, hashing and file writes

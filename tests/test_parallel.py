@@ -104,9 +104,10 @@ def test_a_dask_cluster_writes_the_same_index(
 def test_workers_opening_arrays_at_once_write_every_chunk(
     data: Data, write_spec: SpecWriter, tmp_path: Path
 ) -> None:
-    """Eight workers open the zarr arrays at the same moment: each array still writes its chunks
-    of zeros (a compressed index needs every chunk's file), and the caller's zarr setting is
-    left as it was (``zarr.config.set`` is not safe across threads)."""
+    """Eight workers write compressed chunks at the same moment: each array still has its
+    chunks of zeros (a compressed index needs every chunk's file), whatever the caller's zarr
+    setting, which is left as it was. (When the builder wrote through zarr, workers opening
+    arrays at once undid each other's ``zarr.config.set``, and chunks of zeros went missing.)"""
     import zarr
 
     spec = write_spec(spec_dict(num_examples=2000))
