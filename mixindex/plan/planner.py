@@ -261,7 +261,7 @@ class Planner:
         state = begin or PlanState.first(k)
         apportioner = state.apportioner_at(inp.scheduler, b, compiled=self.compiled)
         cursor, exhausted_at, block = state.cursor, state.exhausted_at, state.block
-        cap = inp.num_examples if inp.num_examples is not None else self.length_bound
+        cap = self._cap
         while True:
             start = block * b
             here = PlanState.capture(block, cursor, exhausted_at, apportioner)
@@ -270,8 +270,7 @@ class Planner:
             # past a far schedule point) costs its own length, not the chunk's. Slices give the
             # same counts as one call (the apportioner's state carries over, S6).
             parts: list[np.ndarray] = []
-            whole = inp.stop is StopStrategy.RESTART and cap >= start + nb * b
-            done, size = 0, nb if whole else FIRST_SLICE
+            done, size = 0, self._first_slice(start)
             found = exhausted_at
             while True:
                 m = min(size, nb - done)
@@ -301,19 +300,28 @@ class Planner:
             exhausted_at = found
             block += nb
 
+    @property
+    def _cap(self) -> int:
+        """Where the mix ends at the latest."""
+        inp = self.inputs
+        return inp.num_examples if inp.num_examples is not None else self.length_bound
+
+    def _first_slice(self, start: int) -> int:
+        """Blocks :meth:`tasks` first apportions of the chunk from ``start``: all of them if
+        the mix surely goes on past it, else a short slice."""
+        inp = self.inputs
+        nb = self.chunk_blocks
+        whole = inp.stop is StopStrategy.RESTART and self._cap >= start + nb * inp.block_size
+        return nb if whole else FIRST_SLICE
+
     def _then(self, start: int, size: int, done: int) -> int:
         """How many blocks :meth:`tasks` likely asks the apportioner for next, after ``done``
         blocks of the chunk from ``start`` in slices of ``size`` (0: none)."""
-        inp = self.inputs
-        nb, b = self.chunk_blocks, inp.block_size
+        nb = self.chunk_blocks
         if done < nb:
             return min(2 * size, nb - done)
-        cap = inp.num_examples if inp.num_examples is not None else self.length_bound
-        after = start + nb * b
-        if cap <= after:
-            return 0
-        whole = inp.stop is StopStrategy.RESTART and cap >= after + nb * b
-        return nb if whole else min(FIRST_SLICE, nb)
+        after = start + nb * self.inputs.block_size
+        return 0 if self._cap <= after else min(self._first_slice(after), nb)
 
     def block_sources(self, first_block: int, counts: np.ndarray) -> np.ndarray:
         """The source at each slot of whole blocks (blocks x block_size), in position order (S3)."""

@@ -280,9 +280,13 @@ class IndexWriter:
         chunks = -(-rows // self.layouts[name].chunk_rows)
         folder = self.tmp / name / "c"
         for entry in folder.iterdir() if folder.is_dir() else ():
-            if entry.name.isdigit() and int(entry.name) >= chunks:
-                # A resumed build's own files from before, never anything else's.
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            if not entry.name.isdigit() or int(entry.name) < chunks:
+                continue
+            # A resumed build's own files from before, never anything else's.
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
     def _write_chunk_digests(self) -> None:
         """Each chunk's sha256 as an array for ``mixindex verify``: as JSON in the attributes

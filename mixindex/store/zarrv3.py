@@ -3,9 +3,9 @@ the group's, and chunk files (raw little-endian bytes, or zstd frames).
 
 Importing zarr costs about 0.4 s, more than the whole build of a small mix, and its write path
 runs every chunk through one event-loop thread; an index needs only regular 1-D (or row-chunked)
-arrays of unsigned integers, so the builder writes them itself. The documents are laid out as
-zarr-python 3.1 lays them out (the golden index pins their bytes), and zarr opens the result
-(both tested).
+arrays of unsigned integers, so the builder writes them itself. The arrays' documents and
+chunks are byte for byte what zarr-python 3.1 writes (tests/test_zarrv3.py compares them, and the
+golden index pins them), and zarr opens the result.
 """
 
 from __future__ import annotations
