@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from mixindex.plan.rng import (
     SALT_BLOCK,
     derive_key,
-    half_bits,
+    domain_bits,
     mix64,
     mix64_array,
     permute_rows,
@@ -42,16 +42,57 @@ def test_derived_keys_are_pinned() -> None:
 def test_row_permutation_is_a_bijection(n: int, key: int) -> None:
     idx = np.arange(n, dtype=np.uint64)
     nn = np.full(n, n, dtype=np.uint64)
-    got = permute_rows(np.full(n, key, dtype=np.uint64), idx, nn, half_bits(nn))
+    got = permute_rows(np.full(n, key, dtype=np.uint64), idx, nn, domain_bits(nn))
     assert sorted(got.tolist()) == list(range(n))
+
+
+def feistel(key: int, v: int, w: int) -> int:
+    """The row network restated on Python ints: four rounds on a ``w``-bit value whose left half
+    has ``ceil(w/2)`` bits; each round maps (left, right) to (right, left ^ F(right)), F taking
+    the top bits (as many as left has) of ``((key ^ tweak) ^ right) * mul`` mod 2^64."""
+    m64 = (1 << 64) - 1
+    a, b = (w + 1) // 2, w // 2
+    left, right, width = v >> b, v & ((1 << b) - 1), a
+    for r in range(1, 5):
+        mul, tweak = mix64(r) | 1, mix64(r + 100)
+        f = (((key ^ tweak ^ right) * mul) & m64) >> (64 - width)
+        left, right = right, left ^ f
+        width = b if width == a else a
+    return (left << b) | right
+
+
+def permute(key: int, i: int, n: int) -> int:
+    w = max(2, (n - 1).bit_length())
+    v = feistel(key, i, w)
+    while v >= n:
+        v = feistel(key, v, w)
+    return v
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 3000), key=st.integers(0, 2**64 - 1))
+def test_row_permutation_is_the_plain_network(n: int, key: int) -> None:
+    """On the smallest power of two holding n (less than twice n), odd widths included."""
+    idx = np.arange(n, dtype=np.uint64)
+    nn = np.full(n, n, dtype=np.uint64)
+    got = permute_rows(np.full(n, key, dtype=np.uint64), idx, nn, domain_bits(nn))
+    assert got.tolist() == [permute(key, i, n) for i in range(n)]
+    w = int(domain_bits(np.array([n]))[0])
+    assert n <= 2**w and (2**w < 2 * n or n <= 2)
 
 
 def test_row_permutation_is_pinned() -> None:
     n = np.full(10, 10, dtype=np.uint64)
     got = permute_rows(
-        np.full(10, 99, dtype=np.uint64), np.arange(10, dtype=np.uint64), n, half_bits(n)
+        np.full(10, 99, dtype=np.uint64), np.arange(10, dtype=np.uint64), n, domain_bits(n)
     )
     assert got.tolist() == PINNED_PERMUTATION
+    # An odd width (7 rows: 3 bits, halves of 2 and 1).
+    n = np.full(7, 7, dtype=np.uint64)
+    got = permute_rows(
+        np.full(7, 99, dtype=np.uint64), np.arange(7, dtype=np.uint64), n, domain_bits(n)
+    )
+    assert got.tolist() == PINNED_ODD_PERMUTATION
 
 
 def test_block_shuffle_keeps_each_block_a_permutation() -> None:
@@ -112,5 +153,8 @@ def test_seeds_do_not_shift_block_orders() -> None:
 
 
 PINNED_PERMUTATION = [5, 9, 1, 7, 6, 3, 4, 0, 8, 2]
+# From permute(99, i, 7), the plain-Python restatement above (format 4: an odd width keeps its
+# own domain; format 3 walked a balanced network on the next even width, 16 values).
+PINNED_ODD_PERMUTATION = [6, 2, 5, 0, 3, 4, 1]
 # From fisher_yates(42, 3, [3, 1, 4, 2]), the plain-Python restatement above.
 PINNED_BLOCK = [0, 2, 2, 2, 3, 0, 0, 1, 3, 2]

@@ -53,26 +53,29 @@ def _below(r, m):  # type: ignore[no-untyped-def]
 
 
 @njit(nogil=True, cache=True)
-def _feistel(k, v, h):  # type: ignore[no-untyped-def]
-    down = _64 - h
-    left = v >> h
-    right = v & ((_1 << h) - _1)
-    f = ((((k ^ _X1) ^ right) * _M1) >> down) ^ left
+def _feistel(k, v, w):  # type: ignore[no-untyped-def]
+    a = (w + _1) >> _1
+    b = w >> _1
+    down_a = _64 - a
+    down_b = _64 - b
+    left = v >> b
+    right = v & ((_1 << b) - _1)
+    f = ((((k ^ _X1) ^ right) * _M1) >> down_a) ^ left
     left, right = right, f
-    f = ((((k ^ _X2) ^ right) * _M2) >> down) ^ left
+    f = ((((k ^ _X2) ^ right) * _M2) >> down_b) ^ left
     left, right = right, f
-    f = ((((k ^ _X3) ^ right) * _M3) >> down) ^ left
+    f = ((((k ^ _X3) ^ right) * _M3) >> down_a) ^ left
     left, right = right, f
-    f = ((((k ^ _X4) ^ right) * _M4) >> down) ^ left
+    f = ((((k ^ _X4) ^ right) * _M4) >> down_b) ^ left
     left, right = right, f
-    return (left << h) | right
+    return (left << b) | right
 
 
 @njit(nogil=True, cache=True)
-def _permute(k, v, n, h):  # type: ignore[no-untyped-def]
-    v = _feistel(k, v, h)
+def _permute(k, v, n, w):  # type: ignore[no-untyped-def]
+    v = _feistel(k, v, w)
     while v >= n:
-        v = _feistel(k, v, h)
+        v = _feistel(k, v, w)
     return v
 
 
@@ -108,14 +111,14 @@ def _stream_rows(  # type: ignore[no-untyped-def]
     cursor,
     lengths,
     row_keys,
-    halves,
+    widths,
     mode,
     first,
     ngroups,
-    nhalf,
+    nbits,
     gsize,
     goffset,
-    ghalf,
+    gbits,
     row,
     epoch,
 ):
@@ -136,7 +139,7 @@ def _stream_rows(  # type: ignore[no-untyped-def]
     key = np.empty(TILE, dtype=np.uint64)
     val = np.empty(TILE, dtype=np.uint64)
     lim = np.empty(TILE, dtype=np.uint64)
-    half = np.empty(TILE, dtype=np.uint64)
+    bits = np.empty(TILE, dtype=np.uint64)
     base = np.zeros(TILE, dtype=np.uint64)
     redo = np.empty(TILE, dtype=np.int64)
     for lo in range(0, src.shape[0], TILE):
@@ -149,27 +152,27 @@ def _stream_rows(  # type: ignore[no-untyped-def]
                 i[s] = cursor[s] - e[s] * lengths[s]
                 ekey[s] = row_keys[s] ^ _mix64(np.uint64(e[s]))
                 if mode == GROUPED:
-                    _seek(s, i[s], ekey[s], first, ngroups, nhalf, gsize, ghalf, j, g, t, gkey)
+                    _seek(s, i[s], ekey[s], first, ngroups, nbits, gsize, gbits, j, g, t, gkey)
             elif i[s] == lengths[s]:
                 e[s] += 1
                 i[s] = 0
                 ekey[s] = row_keys[s] ^ _mix64(np.uint64(e[s]))
                 if mode == GROUPED:
-                    _seek(s, 0, ekey[s], first, ngroups, nhalf, gsize, ghalf, j, g, t, gkey)
+                    _seek(s, 0, ekey[s], first, ngroups, nbits, gsize, gbits, j, g, t, gkey)
             elif mode == GROUPED and t[s] == gsize[first[s] + g[s]]:
-                _seek(s, -1, ekey[s], first, ngroups, nhalf, gsize, ghalf, j, g, t, gkey)
+                _seek(s, -1, ekey[s], first, ngroups, nbits, gsize, gbits, j, g, t, gkey)
             q = p - lo
             if mode == SHUFFLED:
                 key[q] = ekey[s]
                 val[q] = i[s]
                 lim[q] = lengths[s]
-                half[q] = halves[s]
+                bits[q] = widths[s]
             elif mode == GROUPED:
                 c = first[s] + g[s]
                 key[q] = gkey[s]
                 val[q] = t[s]
                 lim[q] = gsize[c]
-                half[q] = ghalf[c]
+                bits[q] = gbits[c]
                 base[q] = goffset[c]
                 t[s] += 1
             else:
@@ -178,16 +181,16 @@ def _stream_rows(  # type: ignore[no-untyped-def]
             i[s] += 1
         m = hi - lo
         if mode != SEQUENTIAL:
-            _permute_tile(key, val, lim, half, m, redo)
+            _permute_tile(key, val, lim, bits, m, redo)
         for q in range(m):
             row[lo + q] = base[q] + val[q]
 
 
 @njit(nogil=True, cache=True)
-def _permute_tile(key, val, lim, half, m, redo):  # type: ignore[no-untyped-def]
-    """``val[q] = _permute(key[q], val[q], lim[q], half[q])`` for ``q < m``."""
+def _permute_tile(key, val, lim, bits, m, redo):  # type: ignore[no-untyped-def]
+    """``val[q] = _permute(key[q], val[q], lim[q], bits[q])`` for ``q < m``."""
     for q in range(m):
-        val[q] = _feistel(key[q], val[q], half[q])
+        val[q] = _feistel(key[q], val[q], bits[q])
     todo = 0
     for q in range(m):
         redo[todo] = q
@@ -195,7 +198,7 @@ def _permute_tile(key, val, lim, half, m, redo):  # type: ignore[no-untyped-def]
     while todo:
         for c in range(todo):
             q = redo[c]
-            val[q] = _feistel(key[q], val[q], half[q])
+            val[q] = _feistel(key[q], val[q], bits[q])
         left = 0
         for c in range(todo):
             q = redo[c]
@@ -205,23 +208,23 @@ def _permute_tile(key, val, lim, half, m, redo):  # type: ignore[no-untyped-def]
 
 
 @njit(nogil=True, cache=True)
-def _seek(s, at, ekey, first, ngroups, nhalf, gsize, ghalf, j, g, t, gkey):  # type: ignore[no-untyped-def]
+def _seek(s, at, ekey, first, ngroups, nbits, gsize, gbits, j, g, t, gkey):  # type: ignore[no-untyped-def]
     """Point source s's group state at index ``at`` of the epoch keyed ``ekey`` (-1: the start
     of the next group in the epoch's order)."""
     n = np.uint64(ngroups[s])
-    h = nhalf[s]
+    w = nbits[s]
     base = first[s]
     if at < 0:
         j[s] += 1
-        g[s] = np.int64(_permute(ekey, np.uint64(j[s]), n, h))
+        g[s] = np.int64(_permute(ekey, np.uint64(j[s]), n, w))
         t[s] = 0
     else:
         jj = 0
-        gg = np.int64(_permute(ekey, _0, n, h))
+        gg = np.int64(_permute(ekey, _0, n, w))
         while at >= gsize[base + gg]:
             at -= gsize[base + gg]
             jj += 1
-            gg = np.int64(_permute(ekey, np.uint64(jj), n, h))
+            gg = np.int64(_permute(ekey, np.uint64(jj), n, w))
         j[s] = jj
         g[s] = gg
         t[s] = at
@@ -243,7 +246,7 @@ def stream_rows(
     cursor: np.ndarray,
     lengths: np.ndarray,
     row_keys: np.ndarray,
-    halves: np.ndarray,
+    widths: np.ndarray,
     mode: int,
     groups: tuple[np.ndarray, ...],
     dtypes: tuple[np.dtype, np.dtype],
@@ -252,20 +255,20 @@ def stream_rows(
     straight into arrays of the given dtypes (which must hold every value)."""
     row = np.empty(src.size, dtype=dtypes[0])
     epoch = np.empty(src.size, dtype=dtypes[1])
-    first, ngroups, nhalf, size, offset, half = groups
+    first, ngroups, nbits, size, offset, bits = groups
     _stream_rows(
         src,
         cursor,
         lengths,
         row_keys,
-        halves,
+        widths,
         mode,
         first,
         ngroups,
-        nhalf,
+        nbits,
         size,
         offset,
-        half,
+        bits,
         row,
         epoch,
     )

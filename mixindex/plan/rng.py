@@ -87,10 +87,10 @@ def shuffle_blocks(
     return slots
 
 
-def half_bits(n: np.ndarray) -> np.ndarray:
-    """Half the width of the smallest even-width power-of-two domain holding ``n`` values."""
+def domain_bits(n: np.ndarray) -> np.ndarray:
+    """The width of the smallest power-of-two domain holding ``n`` values (at least 2 bits)."""
     bits = np.array([max(2, (int(v) - 1).bit_length()) for v in np.asarray(n).ravel()])
-    return ((bits + 1) // 2).astype(np.uint64).reshape(np.shape(n))
+    return bits.astype(np.uint64).reshape(np.shape(n))
 
 
 # Round constants of the Feistel network: an odd multiplier and a key tweak per round.
@@ -99,42 +99,49 @@ _ROUND_XOR = tuple(_U(mix64(r + 100)) for r in range(1, 5))
 
 
 def permute_rows(
-    keys: np.ndarray, index: np.ndarray, n: np.ndarray | int, half: np.ndarray | int
+    keys: np.ndarray, index: np.ndarray, n: np.ndarray | int, bits: np.ndarray | int
 ) -> np.ndarray:
     """Stateless permutation of ``[0, n)``: element ``index`` of the permutation keyed by ``keys``.
 
-    ``keys`` and ``index`` are arrays of one length; ``n`` and ``half`` (:func:`half_bits` of
-    ``n``) are arrays of that length or single values. A balanced four-round Feistel network on
-    the smallest even-width power of two above ``n``, walked until the value falls inside
-    ``[0, n)`` (cycle walking keeps it a bijection of ``[0, n)``). The round function is a keyed
-    multiply-shift: the high bits of a 64-bit product, which depend on every bit of the input.
+    ``keys`` and ``index`` are arrays of one length; ``n`` and ``bits`` (:func:`domain_bits` of
+    ``n``) are arrays of that length or single values. A four-round Feistel network on the
+    smallest power of two above ``n``, ``2^bits``, walked until the value falls inside ``[0, n)``
+    (cycle walking keeps it a bijection of ``[0, n)``; the domain is less than twice ``n``, so a
+    value takes fewer than two passes on average). For an odd width the halves differ by a bit
+    (an unbalanced network: the halves swap widths at each round). The round function is a
+    keyed multiply-shift: the high bits of a 64-bit product, which depend on every bit of the
+    input.
     """
     keys = np.asarray(keys, dtype=np.uint64)
     n = np.asarray(n, dtype=np.uint64)
-    half = np.asarray(half, dtype=np.uint64)
-    out = _feistel(keys, np.asarray(index, dtype=np.uint64), half)
+    bits = np.asarray(bits, dtype=np.uint64)
+    out = _feistel(keys, np.asarray(index, dtype=np.uint64), bits)
     todo = np.flatnonzero(out >= n)
     while todo.size:
-        # n and half are either one value for all (ndim 0) or one per element.
+        # n and bits are either one value for all (ndim 0) or one per element.
         n_t = n if n.ndim == 0 else n[todo]
-        v = _feistel(keys[todo], out[todo], half if half.ndim == 0 else half[todo])
+        v = _feistel(keys[todo], out[todo], bits if bits.ndim == 0 else bits[todo])
         out[todo] = v
         todo = todo[v >= n_t]
     return out
 
 
-def _feistel(k: np.ndarray, v: np.ndarray, h: np.ndarray) -> np.ndarray:
-    down = _U(64) - h
-    left = v >> h
-    right = v & ((_U(1) << h) - _U(1))
+def _feistel(k: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
+    # Left half of ``a`` bits, right of ``b`` (a = b for an even width). Each round maps
+    # (left, right) to (right, left ^ F(right)), F giving as many bits as the left half had, so
+    # the widths swap at each round and are back in place after four.
+    a = (w + _U(1)) >> _U(1)
+    b = w >> _U(1)
+    left = v >> b
+    right = v & ((_U(1) << b) - _U(1))
     f = np.empty_like(v)
-    for mul, tweak in zip(_ROUND_MUL, _ROUND_XOR, strict=True):
+    for r, (mul, tweak) in enumerate(zip(_ROUND_MUL, _ROUND_XOR, strict=True)):
         np.bitwise_xor(k, tweak, out=f)
         f ^= right
         f *= mul
-        f >>= down
+        f >>= _U(64) - (b if r % 2 else a)
         f ^= left
         left, right, f = right, f, left
-    left <<= h
+    left <<= b
     left |= right
     return np.asarray(left)

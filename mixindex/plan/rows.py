@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mixindex.errors import PlanError
-from mixindex.plan.rng import GOLDEN, half_bits, mix64_array, permute_rows
+from mixindex.plan.rng import GOLDEN, domain_bits, mix64_array, permute_rows
 
 __all__ = ["GroupTable", "mode_of", "reference_rows", "stream_rows"]
 
@@ -38,16 +38,16 @@ def mode_of(row_order: str) -> int:
 @dataclass(frozen=True)
 class GroupTable:
     """Every source's groups, end to end: source ``s`` owns entries ``first[s]`` to
-    ``first[s] + ngroups[s]`` of ``size`` (rows), ``offset`` (first row) and ``half`` (Feistel
-    half width); ``nhalf[s]`` is the half width of its group count. Empty groups are left out
-    (no row is in them)."""
+    ``first[s] + ngroups[s]`` of ``size`` (rows), ``offset`` (first row) and ``bits`` (the width
+    of its Feistel domain); ``nbits[s]`` is that width for its group count. Empty groups are
+    left out (no row is in them)."""
 
     first: np.ndarray
     ngroups: np.ndarray
-    nhalf: np.ndarray
+    nbits: np.ndarray
     size: np.ndarray
     offset: np.ndarray
-    half: np.ndarray
+    bits: np.ndarray
 
     @classmethod
     def of(
@@ -75,14 +75,14 @@ class GroupTable:
         return cls(
             first=np.concatenate([[0], np.cumsum(ngroups)[:-1]]).astype(np.int64),
             ngroups=ngroups,
-            nhalf=half_bits(ngroups),
+            nbits=domain_bits(ngroups),
             size=size,
             offset=offset.astype(np.uint64),
-            half=half_bits(size),
+            bits=domain_bits(size),
         )
 
     def arrays(self) -> tuple[np.ndarray, ...]:
-        return (self.first, self.ngroups, self.nhalf, self.size, self.offset, self.half)
+        return (self.first, self.ngroups, self.nbits, self.size, self.offset, self.bits)
 
 
 def group_keys(epoch_keys: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -109,7 +109,7 @@ def stream_rows(
         np.asarray(cursor, dtype=np.int64),
         np.asarray(lengths, dtype=np.int64),
         np.asarray(row_keys, dtype=np.uint64),
-        half_bits(np.asarray(lengths)),
+        domain_bits(np.asarray(lengths)),
         mode,
         table.arrays(),
         dtypes or (np.dtype(np.uint64), np.dtype(np.int64)),
@@ -142,7 +142,7 @@ def reference_rows(
         epoch.astype(np.uint64)
     )
     if mode == 1:
-        index = permute_rows(keys, index, n, np.repeat(half_bits(lengths), per))
+        index = permute_rows(keys, index, n, np.repeat(domain_bits(lengths), per))
     elif mode == 2:
         index = _grouped(np.repeat(np.arange(k), per), epoch, index, keys, table)
     row = np.empty(src.size, dtype=np.uint64)
@@ -166,12 +166,12 @@ def _grouped(
         sizes = t.size[lo : lo + g_n]
         ekey = keys[sel[0]]
         slots = np.arange(g_n, dtype=np.uint64)
-        order = permute_rows(np.full(g_n, ekey, dtype=np.uint64), slots, g_n, t.nhalf[s])
+        order = permute_rows(np.full(g_n, ekey, dtype=np.uint64), slots, g_n, t.nbits[s])
         ends = np.cumsum(sizes[order])
         j = np.searchsorted(ends, index[sel].astype(np.int64), side="right")
         g = order[j].astype(np.int64)
         inner = index[sel].astype(np.int64) - (ends[j] - sizes[g])
         gk = group_keys(np.full(sel.size, ekey, dtype=np.uint64), g)
-        got = permute_rows(gk, inner.astype(np.uint64), sizes[g], t.half[lo + g])
+        got = permute_rows(gk, inner.astype(np.uint64), sizes[g], t.bits[lo + g])
         out[sel] = t.offset[lo + g] + got
     return out

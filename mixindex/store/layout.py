@@ -20,7 +20,7 @@ __all__ = [
     "TABLE_ARRAYS",
 ]
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 POSITION_ARRAYS = ("source", "row", "epoch")
 TABLE_ARRAYS = ("counts", "cursors")
 ARRAYS = (*POSITION_ARRAYS, *TABLE_ARRAYS)
