@@ -101,7 +101,7 @@ def test_a_dask_cluster_writes_the_same_index(
     assert digest(one) == digest(other)
 
 
-def test_workers_opening_arrays_at_once_write_every_chunk(
+def test_workers_writing_at_once_write_every_chunk(
     data: Data, write_spec: SpecWriter, tmp_path: Path
 ) -> None:
     """Eight workers write compressed chunks at the same moment: each array still has its

@@ -248,8 +248,9 @@ def test_a_crash_at_any_step_of_replacing_leaves_a_whole_index(
 def test_a_build_never_removes_its_own_folder_once_made(
     data: Data, write_spec: SpecWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # zarr's mode "w" removes the folder it has just made and makes it again: for that moment a
-    # live build's folder is missing, and a build held there (the test below) seemed to lose it.
+    # When the builder wrote through zarr, its mode "w" removed the folder it had just made and
+    # made it again: for that moment a live build's folder was missing, and a build held there
+    # (the test below) seemed to lose it.
     out = tmp_path / "mix.mixindex"
     removed: list[Path] = []
     real = shutil.rmtree

@@ -12,8 +12,7 @@ import zarr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mixindex.store.writer import write_rows
-from mixindex.store.zarrv3 import ArrayLayout, group_doc, write_doc
+from mixindex.store.zarrv3 import ArrayLayout, group_doc, write_doc, write_rows
 
 DTYPES = [np.uint8, np.uint16, np.uint32, np.uint64, np.int64]
 

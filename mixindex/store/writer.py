@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,7 +29,7 @@ from mixindex.store.layout import (
 )
 from mixindex.store.meta import IndexMeta, content_digest
 from mixindex.store.resume import Journal
-from mixindex.store.zarrv3 import ArrayLayout, group_doc, write_doc
+from mixindex.store.zarrv3 import ArrayLayout, group_doc, write_doc, write_rows
 
 __all__ = ["IndexWriter", "RegionWriter", "array_digest"]
 
@@ -69,21 +68,6 @@ class RegionWriter:
             write_rows(Path(self.folder, name), layout, lo, data)
             digests[name] = hashlib.sha256(_le_bytes(data)).digest()
         return digests
-
-
-def write_rows(folder: Path, layout: ArrayLayout, lo: int, data: np.ndarray) -> None:
-    """Write ``data`` as the rows from ``lo`` (a chunk boundary) of the array in ``folder``:
-    whole chunks, or a last one cut short by the end of the data (padded, as zarr pads it)."""
-    rows = layout.chunk_rows
-    if lo % rows or data.shape[1:] != layout.row_shape:
-        raise ValueError(
-            f"rows {lo}.. of shape {data.shape[1:]} are off {folder.name}'s chunks of {rows}"
-        )
-    for at in range(0, len(data), rows):
-        path = folder / layout.chunk_key((lo + at) // rows)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(layout.encode(data[at : at + rows]))
 
 
 class IndexWriter:
@@ -248,8 +232,9 @@ class IndexWriter:
 
         Returns the content digest (also stored in the attributes).
         """
+        # Each array's final length (no chunk was written past it).
         for name in ARRAYS:
-            self._trim(name, self.length if name in POSITION_ARRAYS else self.blocks)
+            self._array_doc(name, self.length if name in POSITION_ARRAYS else self.blocks)
         self._write_chunk_digests()
         self.journal.remove()
         whole = {n: h.hexdigest() for n, h in self.hashes.items()}
@@ -274,20 +259,6 @@ class IndexWriter:
         publish(self.tmp, self.path, force=self.force)
         return digest
 
-    def _trim(self, name: str, rows: int) -> None:
-        """Give array ``name`` its final length: its zarr.json, and no chunk file past it."""
-        self._array_doc(name, rows)
-        chunks = -(-rows // self.layouts[name].chunk_rows)
-        folder = self.tmp / name / "c"
-        for entry in folder.iterdir() if folder.is_dir() else ():
-            if not entry.name.isdigit() or int(entry.name) < chunks:
-                continue
-            # A resumed build's own files from before, never anything else's.
-            if entry.is_dir():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-
     def _write_chunk_digests(self) -> None:
         """Each chunk's sha256 as an array for ``mixindex verify``: as JSON in the attributes
         they would be parsed at every open (3 MB at 10^10 positions)."""
@@ -300,9 +271,8 @@ class IndexWriter:
             np.uint8, max(1, min(n, _DIGEST_ROWS)), (len(ARRAYS), 32), self.compress
         )
         folder = self.tmp / CHUNK_DIGESTS
-        # A resumed build may have got this far before (its table is this one's, or shorter).
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir()
+        # A resumed build may have got this far before: the same table, written over.
+        folder.mkdir(exist_ok=True)
         write_doc(folder / "zarr.json", layout.doc(n))
         write_rows(folder, layout, 0, table)
 

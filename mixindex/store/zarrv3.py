@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ArrayLayout", "array_doc", "group_doc", "write_doc"]
+__all__ = ["ArrayLayout", "group_doc", "write_doc", "write_rows"]
 
 # zarr-python's JSON layout.
 _INDENT = 2
@@ -36,9 +36,6 @@ class ArrayLayout:
         self.chunk_rows = int(chunk_rows)
         self.row_shape = tuple(int(n) for n in row_shape)
         self.compress = compress
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ArrayLayout) and vars(self) == vars(other)
 
     def chunk_key(self, i: int) -> str:
         """Chunk ``i``'s file inside the array folder (zarr's default keys): ``c/3``, ``c/3/0``."""
@@ -61,32 +58,45 @@ class ArrayLayout:
         return bytes(Zstd(level=ZSTD_LEVEL).encode(raw))
 
     def doc(self, rows: int) -> dict[str, Any]:
-        """The array's ``zarr.json`` for a length of ``rows``."""
-        return array_doc((rows, *self.row_shape), (self.chunk_rows, *self.row_shape), self)
+        """The array's ``zarr.json`` for a length of ``rows``, key for key as zarr-python
+        writes it."""
+        codec: dict[str, Any] = {"name": "bytes"}
+        if self.dtype.itemsize > 1:
+            codec["configuration"] = {"endian": "little"}
+        codecs = [codec]
+        if self.compress:
+            zstd = {"level": ZSTD_LEVEL, "checksum": False}
+            codecs.append({"name": "zstd", "configuration": zstd})
+        return {
+            "shape": [rows, *self.row_shape],
+            "data_type": self.dtype.name,
+            "chunk_grid": {
+                "name": "regular",
+                "configuration": {"chunk_shape": [self.chunk_rows, *self.row_shape]},
+            },
+            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+            "fill_value": 0,
+            "codecs": codecs,
+            "attributes": {},
+            "zarr_format": 3,
+            "node_type": "array",
+            "storage_transformers": [],
+        }
 
 
-def array_doc(
-    shape: tuple[int, ...], chunks: tuple[int, ...], layout: ArrayLayout
-) -> dict[str, Any]:
-    """An array's ``zarr.json``, key for key as zarr-python writes it."""
-    codec: dict[str, Any] = {"name": "bytes"}
-    if layout.dtype.itemsize > 1:
-        codec["configuration"] = {"endian": "little"}
-    codecs = [codec]
-    if layout.compress:
-        codecs.append({"name": "zstd", "configuration": {"level": ZSTD_LEVEL, "checksum": False}})
-    return {
-        "shape": list(shape),
-        "data_type": layout.dtype.name,
-        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
-        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-        "fill_value": 0,
-        "codecs": codecs,
-        "attributes": {},
-        "zarr_format": 3,
-        "node_type": "array",
-        "storage_transformers": [],
-    }
+def write_rows(folder: Path, layout: ArrayLayout, lo: int, data: np.ndarray) -> None:
+    """Write ``data`` as the rows from ``lo`` (a chunk boundary) of the array in ``folder``:
+    whole chunks, or a last one cut short by the end of the data (padded, as zarr pads it)."""
+    rows = layout.chunk_rows
+    if lo % rows or data.shape[1:] != layout.row_shape:
+        raise ValueError(
+            f"rows {lo}.. of shape {data.shape[1:]} are off {folder.name}'s chunks of {rows}"
+        )
+    for at in range(0, len(data), rows):
+        path = folder / layout.chunk_key((lo + at) // rows)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(layout.encode(data[at : at + rows]))
 
 
 def group_doc(attributes: dict[str, Any]) -> dict[str, Any]:
