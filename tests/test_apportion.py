@@ -368,21 +368,81 @@ def test_ceiling_without_division_is_exact(a: int, b: int) -> None:
 JITTED: dict[str, Any] = {}
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    values=st.lists(st.integers(-(2**62), 2**62) | st.integers(0, 3), min_size=1, max_size=60),
-    data=st.data(),
-)
-def test_selection_finds_the_ranked_value(values: list[int], data: st.DataObject) -> None:
-    import numba
+def jitted(name: str) -> Any:
+    """An edf helper compiled on its own (with the compiled helpers it calls)."""
+    from mixindex.plan import edf
 
-    from mixindex.plan.edf import _select
+    if not HELPERS:
+        import types
+
+        import numba
+
+        scope = dict(vars(edf))
+        for f in (edf._quickselect, edf._select, edf._deadline_rank, edf._take_earliest):
+            clone = types.FunctionType(f.__code__, scope, f.__name__)
+            HELPERS[f.__name__] = scope[f.__name__] = numba.njit(clone)
+    return HELPERS[name]
+
+
+HELPERS: dict[str, Any] = {}
+
+
+# Values as owed amounts and deadlines are (few distinct, huge spans, one value, far apart).
+RANKED = st.one_of(
+    st.lists(st.integers(-(2**62), 2**62) | st.integers(0, 3), min_size=1, max_size=600),
+    st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=40),
+    st.lists(
+        st.integers(0, 5) | st.integers(250, 260) | st.just(1 << 62), max_size=600, min_size=1
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=RANKED, data=st.data())
+def test_selection_finds_the_ranked_value(values: list[int], data: st.DataObject) -> None:
+    from mixindex.plan.edf import BUCKETS, _deadline_rank, _quickselect, _select
 
     rank = data.draw(st.integers(0, len(values) - 1))
     want = sorted(values)[rank]
-    assert _select(np.array(values, dtype=np.int64), rank) == want
-    jitted = JITTED.setdefault("select", numba.njit(_select))
-    assert jitted(np.array(values, dtype=np.int64), rank) == want
+    scratch = np.empty(len(values), dtype=np.int64)
+    for compiled in (False, True):
+        for name, f in (("_select", _select), ("_quickselect", _quickselect)):
+            run = jitted(name) if compiled else f
+            args = () if name == "_quickselect" else (np.empty(BUCKETS, dtype=np.int64),)
+            assert run(np.array(values, dtype=np.int64), rank, *args) == want
+        if min(values) >= 0:
+            run = jitted("_deadline_rank") if compiled else _deadline_rank
+            hist = np.empty(BUCKETS, dtype=np.int64)
+            assert run(np.array(values, dtype=np.int64), rank, scratch, hist) == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_the_earliest_candidates_are_those_a_sort_puts_first(data: st.DataObject) -> None:
+    """The selections give the first ``need`` candidates of a sort by (deadline, most owed,
+    lowest id), with deadlines near and far (past the histogram's reach, or none)."""
+    from mixindex.plan.edf import BUCKETS, INF, _take_earliest
+
+    k = data.draw(st.integers(1, 400))
+    ids = sorted(data.draw(st.sets(st.integers(0, k - 1), min_size=1)))
+    n = len(ids)
+    now = data.draw(st.integers(0, 2**40))
+    near = st.integers(now + 1, now + 4)
+    edge = st.integers(now + BUCKETS - 2, now + BUCKETS + 2)
+    far = edge | st.integers(now + BUCKETS, now + 3 * BUCKETS) | st.just(INF)
+    due = data.draw(st.lists(near | far, min_size=n, max_size=n))
+    x = np.array(data.draw(st.lists(st.integers(-5, 5) | st.integers(-(2**52), 2**52),
+                                    min_size=k, max_size=k)), dtype=np.int64)  # fmt: skip
+    need = data.draw(st.integers(1, n))
+    order = sorted(range(n), key=lambda c: (due[c], -x[ids[c]], ids[c]))
+    want = np.zeros(k, dtype=np.int64)
+    want[[ids[c] for c in order[:need]]] = 1
+    for compiled in (False, True):
+        run = jitted("_take_earliest") if compiled else _take_earliest
+        got = np.zeros(k, dtype=np.int64)
+        run(np.array(ids, dtype=np.int64), np.array(due, dtype=np.int64), x, need, got,
+            np.empty(n, dtype=np.int64), np.empty(BUCKETS, dtype=np.int64))  # fmt: skip
+        assert (got == want).all()
 
 
 def test_a_deadline_kept_past_the_window_does_not_win_over_an_unknown_one() -> None:

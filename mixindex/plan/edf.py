@@ -33,6 +33,9 @@ import numpy as np
 INF = 1 << 62
 # A deadline further than this many blocks from where its slot first competed counts as none.
 CAP = 1 << 20
+# Ranges a selection counts values into at a time.
+BUCKETS = 256
+MAX64 = (1 << 63) - 1
 
 
 def edf_blocks(
@@ -76,6 +79,7 @@ def edf_blocks(
     cand = np.empty(k, dtype=np.int64)
     due = np.empty(k, dtype=np.int64)
     scratch = np.empty(k, dtype=np.int64)
+    hist = np.empty(BUCKETS, dtype=np.int64)
     for j in range(j0, j1):
         i = j - base
         if reset[i] and j != skip_reset:
@@ -142,7 +146,7 @@ def edf_blocks(
                 return j
             for c in range(ncand):
                 want[0, cand[c]] = -1
-            _take_earliest(cand[:ncand], due[:ncand], x, need, must, scratch)
+            _take_earliest(cand[:ncand], due[:ncand], x, need, must, scratch, hist)
         elif need == ncand and need > 0:
             for c in range(ncand):
                 must[cand[c]] += 1
@@ -174,17 +178,18 @@ def _take_earliest(
     need: int,
     count: np.ndarray,
     scratch: np.ndarray,
+    hist: np.ndarray,
 ) -> None:
     """Give one slot each to the ``need`` candidates first in the order (deadline, most owed,
-    lowest id); ``cand`` is in id order. ``scratch`` holds at least ``len(cand)`` values.
+    lowest id); ``cand`` is in id order. ``scratch`` holds at least ``len(cand)`` values,
+    ``hist`` at least ``BUCKETS``.
 
     Only the set matters, so two selections (linear time) replace a sort: the need-th deadline,
     then, among the candidates due at it, the owed amount that fills the rest. Each threshold is
     a value, the same whatever the selection algorithm, so the set is too.
     """
     n = cand.shape[0]
-    scratch[:n] = due
-    last = _select(scratch[:n], need - 1)
+    last = _deadline_rank(due, need - 1, scratch, hist)
     rest = need
     tied = 0
     for c in range(n):
@@ -192,12 +197,12 @@ def _take_earliest(
             count[cand[c]] += 1
             rest -= 1
         elif due[c] == last:
-            scratch[tied] = -x[cand[c]]
+            scratch[tied] = x[cand[c]]
             tied += 1
     if rest == 0:
         return
     # The rest-th largest owed amount among the tied: all above it, then equals by id.
-    cut = -_select(scratch[:tied], rest - 1)
+    cut = _select(scratch[:tied], tied - rest, hist)
     for c in range(n):
         if due[c] == last and x[cand[c]] > cut:
             count[cand[c]] += 1
@@ -210,8 +215,76 @@ def _take_earliest(
             rest -= 1
 
 
-def _select(values: np.ndarray, rank: int) -> int:
-    """The ``rank``-th smallest (from 0) of ``values``, which it reorders: quickselect."""
+def _deadline_rank(due: np.ndarray, rank: int, scratch: np.ndarray, hist: np.ndarray) -> int:
+    """The ``rank``-th smallest deadline (from 0). Most deadlines lie within a few blocks of
+    the earliest: a count per block finds it, unless it lies ``BUCKETS - 1`` or more blocks
+    past the earliest, among the few selected then."""
+    n = due.shape[0]
+    first = due[0]
+    for c in range(n):
+        first = min(first, due[c])
+    top = BUCKETS - 1
+    hist[:BUCKETS] = 0
+    for c in range(n):
+        hist[min(due[c] - first, top)] += 1
+    d = 0
+    while d < top and rank >= hist[d]:
+        rank -= hist[d]
+        d += 1
+    if d < top:
+        return int(first + d)
+    far = 0
+    for c in range(n):
+        if due[c] - first >= top:
+            scratch[far] = due[c]
+            far += 1
+    return _select(scratch[:far], rank, hist)
+
+
+def _select(values: np.ndarray, rank: int, hist: np.ndarray) -> int:
+    """The ``rank``-th smallest (from 0) of ``values``, which it reorders: the values are
+    counted into ``BUCKETS`` ranges of equal width, and the range holding the rank is kept and
+    divided again until it holds one value: few branches a processor could mispredict, unlike
+    the comparisons of a quickselect."""
+    n = values.shape[0]
+    lo = values[0]
+    hi = values[0]
+    for c in range(n):
+        lo = min(lo, values[c])
+        hi = max(hi, values[c])
+    while lo < hi:
+        if lo < 0 and hi > MAX64 + lo:
+            # The span does not fit in 64 bits (never owed amounts or deadlines).
+            return _quickselect(values[:n], rank)
+        # Buckets of 2^shift values each cover lo .. hi.
+        span = hi - lo
+        shift = 0
+        while (span >> shift) >= BUCKETS:
+            shift += 1
+        hist[:BUCKETS] = 0
+        for c in range(n):
+            hist[(values[c] - lo) >> shift] += 1
+        d = 0
+        while rank >= hist[d]:
+            rank -= hist[d]
+            d += 1
+        kept = 0
+        for c in range(n):
+            v = values[c]
+            if (v - lo) >> shift == d:
+                values[kept] = v
+                kept += 1
+        n = kept
+        lo = values[0]
+        hi = values[0]
+        for c in range(n):
+            lo = min(lo, values[c])
+            hi = max(hi, values[c])
+    return int(lo)
+
+
+def _quickselect(values: np.ndarray, rank: int) -> int:
+    """The ``rank``-th smallest (from 0) of ``values``, which it reorders, by comparisons."""
     lo, hi = 0, values.shape[0] - 1
     while lo < hi:
         pivot = values[(lo + hi) // 2]
@@ -276,7 +349,15 @@ def compiled() -> Callable[..., int]:
         # The same code, whose calls to the helpers resolve to their compiled versions (each
         # function is compiled at its first call, when every name below is in the scope).
         scope = dict(globals())
-        for f in (_select, _take_earliest, _repair, _ceil_div, edf_blocks):
+        for f in (
+            _quickselect,
+            _select,
+            _deadline_rank,
+            _take_earliest,
+            _repair,
+            _ceil_div,
+            edf_blocks,
+        ):
             clone = types.FunctionType(f.__code__, scope, f.__name__)
             clone.__qualname__ = f.__qualname__
             scope[f.__name__] = jit(clone)
