@@ -12,9 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mixindex
-from mixindex.plan.kernels import order_blocks
+from mixindex.plan.fixed import increments, scale
+from mixindex.plan.kernels import block_cursors, increments_between, order_blocks
+from mixindex.plan.planner import ChunkTask
 from mixindex.plan.rng import shuffle_blocks
 from mixindex.plan.rows import GroupTable, mode_of, reference_rows, stream_rows
+from mixindex.spec.schedule import WeightSchedulePoint, WeightScheduler
 
 KEYS = st.integers(0, 2**64 - 1)
 
@@ -91,6 +94,65 @@ def test_row_stream_kernel_is_the_reference(case: dict, order: str) -> None:
         narrow_row, narrow_epoch = stream_rows(*args, dtypes)
         assert (narrow_row.dtype, narrow_epoch.dtype) == dtypes
         assert (narrow_row == ref_row).all() and (narrow_epoch == ref_epoch).all()
+
+
+@st.composite
+def schedule_blocks(draw: st.DrawFn) -> tuple[WeightScheduler, np.ndarray, int]:
+    """A schedule (weights with zeros, tiny and huge ratios) and the starts of some blocks."""
+    k = draw(st.integers(1, 40))
+    # Ties at the top (the remainder goes to the first), weights that round to no unit at all.
+    tied = st.sampled_from([0.0, 0.25, 3.0])
+    weight = tied | st.floats(1e-30, 1e-3) | st.floats(0.0, 1.0) | st.floats(1.0, 1e6)
+    names = [f"s{i}" for i in range(k)]
+    steps = sorted(draw(st.sets(st.integers(1, 10**6), max_size=4)) | {0})
+    points = []
+    for step in steps:
+        w = draw(st.lists(weight, min_size=k, max_size=k))
+        if sum(w) == 0:
+            w[draw(st.integers(0, k - 1))] = 1.0
+        points.append(WeightSchedulePoint(step, dict(zip(names, w, strict=True))))
+    interp = draw(st.sampled_from(["step", "linear", "cosine"]))
+    length = draw(st.integers(1, 5000))
+    first = draw(st.integers(0, 2 * 10**6 // length))
+    starts = (first + np.arange(draw(st.integers(1, 50)), dtype=np.int64)) * length
+    return WeightScheduler(points, interp, names), starts, length
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=schedule_blocks())
+def test_increments_kernel_is_the_reference(
+    case: tuple[WeightScheduler, np.ndarray, int],
+) -> None:
+    sched, starts, length = case
+    unit, _ = scale(len(sched.names), length)
+    want = increments(sched.weights_at(starts), length, unit)
+    got = np.empty_like(want)
+    increments_between(sched.table, sched.segments_at(starts), length, unit, got)
+    assert (got == want).all()
+    assert (got.sum(axis=1) == length * unit).all()
+
+
+def test_the_floors_remainder_goes_to_the_first_of_the_largest_weights() -> None:
+    names = ["a", "b", "c", "d"]
+    sched = WeightScheduler(
+        [WeightSchedulePoint(0, {"a": 1, "b": 3, "c": 3, "d": 3})], "step", names
+    )
+    unit, _ = scale(4, 7)
+    got = np.empty((1, 4), dtype=np.int64)
+    increments_between(sched.table, sched.segments_at(np.array([0])), 7, unit, got)
+    assert (got == increments(sched.weights_at(np.array([0])), 7, unit)).all()
+    assert got.sum() == 7 * unit and got[0, 1] > got[0, 2] == got[0, 3]
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts=block_counts(), start=st.lists(st.integers(0, 2**31), min_size=64, max_size=64))
+def test_cursor_kernel_is_the_reference(counts: tuple[np.ndarray, int], start: list[int]) -> None:
+    table, _ = counts
+    cursor = np.array(start[: table.shape[1]], dtype=np.int64)
+    task = ChunkTask(0, 0, table.sum(), table, cursor)
+    got = block_cursors(table, cursor, np.dtype(np.uint32))
+    assert got.dtype == np.uint32 and (got == task.cursors).all()
+    assert (got[0] == cursor).all()
 
 
 def one_source_epochs(n: int, groups: tuple[int, ...], epochs: int, key: int) -> np.ndarray:

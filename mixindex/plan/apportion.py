@@ -98,9 +98,19 @@ class Apportioner:
         for lo in range(0, nblocks, step):
             hi = min(nblocks, lo + step)
             starts = (first + np.arange(lo, hi, dtype=np.int64)) * self.block_size
-            u[lo:hi] = increments(self.scheduler.weights_at(starts), self.block_size, self.unit)
+            self._increments(starts, u[lo:hi])
         on = u > 0
         return u, on, drops(on, before)
+
+    def _increments(self, starts: np.ndarray, out: np.ndarray) -> None:
+        """The increments of the blocks that start at ``starts``, into ``out``."""
+        if not self.compiled:
+            out[:] = increments(self.scheduler.weights_at(starts), self.block_size, self.unit)
+            return
+        from mixindex.plan.kernels import increments_between
+
+        segments = self.scheduler.segments_at(starts)
+        increments_between(self.scheduler.table, segments, self.block_size, self.unit, out)
 
     def counts(self, first_block: int, nblocks: int, then: int = 0) -> np.ndarray:
         """Counts ``(nblocks, K)`` (int64) of blocks ``first_block ..``; every row sums to the

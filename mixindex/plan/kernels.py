@@ -14,7 +14,7 @@ from numba import njit
 
 from mixindex.plan.rng import _ROUND_MUL, _ROUND_XOR, GOLDEN, block_keys
 
-__all__ = ["order_blocks", "stream_rows"]
+__all__ = ["block_cursors", "increments_between", "order_blocks", "stream_rows"]
 
 # Globals are frozen into the compiled code as uint64 constants: every operand of the uint64
 # arithmetic below is uint64 (a signed operand would turn it into floating point).
@@ -87,9 +87,12 @@ def _order_blocks(keys, counts, out):  # type: ignore[no-untyped-def]
         p = 0
         for s in range(counts.shape[1]):
             c = counts[b, s]
-            if c <= 8 and p + 8 <= size:
-                # Many sources, few slots each: eight stores without a loop to mispredict (the
-                # ones past c are written over by the next sources).
+            # Many sources, few slots each: a few stores without a loop to mispredict (the
+            # ones past c are written over by the next sources).
+            if c <= 2 and p + 2 <= size:
+                row[p] = s
+                row[p + 1] = s
+            elif c <= 8 and p + 8 <= size:
                 for q in range(8):
                     row[p + q] = s
             else:
@@ -103,6 +106,42 @@ def _order_blocks(keys, counts, out):  # type: ignore[no-untyped-def]
             t = row[i]
             row[i] = row[j]
             row[j] = t
+
+
+@njit(nogil=True, cache=True)
+def _increments(table, left, right, t, total, out):  # type: ignore[no-untyped-def]
+    for b in range(out.shape[0]):
+        lo = table[left[b]]
+        hi = table[right[b]]
+        frac = t[b]
+        whole = total[b]
+        scale = np.float64(whole)
+        top = 0
+        high = -1.0
+        given = np.int64(0)
+        for s in range(out.shape[1]):
+            # One IEEE operation at a time, as numpy's (numba asks for no fused multiply-add).
+            step = hi[s] - lo[s]
+            w = lo[s] + step * frac
+            w = max(w, 0.0)
+            v = np.int64(np.floor(w * scale))
+            if w > 0.0 and v < 1:
+                v = np.int64(1)
+            out[b, s] = v
+            given += v
+            if w > high:
+                high = w
+                top = s
+        out[b, top] += whole - given
+
+
+@njit(nogil=True, cache=True)
+def _block_cursors(counts, cursor, out):  # type: ignore[no-untyped-def]
+    run = cursor.copy()
+    for b in range(out.shape[0]):
+        for s in range(out.shape[1]):
+            out[b, s] = run[s]
+            run[s] += counts[b, s]
 
 
 @njit(nogil=True, cache=True)
@@ -238,6 +277,31 @@ def order_blocks(
     keys = block_keys(seed, np.arange(first_block, first_block + len(counts), dtype=np.uint64))
     out = np.empty((len(counts), block_size), dtype=dtype)
     _order_blocks(keys, np.ascontiguousarray(counts, dtype=np.int64), out)
+    return out
+
+
+def increments_between(
+    table: np.ndarray,
+    segments: tuple[np.ndarray, np.ndarray, np.ndarray],
+    length: int,
+    unit: int,
+    out: np.ndarray,
+) -> None:
+    """Each block's increments (into ``out``, blocks x K, int64) from where it falls between the
+    schedule points (``segments``: :meth:`~mixindex.spec.schedule.WeightScheduler.segments_at`),
+    in one pass: what :func:`mixindex.plan.fixed.increments` gives for those weights and blocks
+    of ``length``."""
+    left, right, t = segments
+    total = np.full(len(t), length * unit, dtype=np.int64)
+    _increments(np.ascontiguousarray(table, dtype=np.float64), left, right, t, total, out)
+
+
+def block_cursors(counts: np.ndarray, cursor: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Where each block starts in each source's stream (blocks x K), from the cursors at the
+    first block: :attr:`mixindex.plan.planner.ChunkTask.cursors`, written straight in ``dtype``
+    (one pass, where numpy's running sum down the columns takes several and is slow)."""
+    out = np.empty(counts.shape, dtype=dtype)
+    _block_cursors(counts, np.ascontiguousarray(cursor, dtype=np.int64), out)
     return out
 
 

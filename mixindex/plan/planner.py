@@ -396,9 +396,17 @@ class Planner:
             row=row,
             epoch=epoch,
             counts=counts.astype(self.count_dtype),
-            cursors=task.cursors[:used].astype(self.cursor_dtype),
+            cursors=self._cursors(task, used),
             last=task.last,
         )
+
+    def _cursors(self, task: ChunkTask, used: int) -> np.ndarray:
+        """The first ``used`` blocks' cursors, in the stored dtype."""
+        if not self.compiled:
+            return task.cursors[:used].astype(self.cursor_dtype)
+        from mixindex.plan.kernels import block_cursors
+
+        return block_cursors(task.counts[:used], task.cursor, self.cursor_dtype)
 
     def _rows(self, src: np.ndarray, cursor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stream element of each position: the k-th slot of a source, in position order, takes

@@ -215,28 +215,42 @@ class WeightScheduler:
 
     def weights_at(self, steps: np.ndarray) -> np.ndarray:
         """Weights at many positions: an array ``(len(steps), num_sources)`` of float64."""
+        left, right, t = self.segments_at(steps)
+        w_left = self._table[left]
+        if self.interpolation == "step" or len(self._steps) == 1:
+            return np.array(w_left)
+        w_right = self._table[right]
+        out = w_left + (w_right - w_left) * t[:, None]
+        return np.asarray(np.maximum(out, 0.0))
+
+    def segments_at(self, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where each position falls between the points: ``(left, right, t)``, rows of
+        :attr:`table` and the eased fraction, so that the weights are ``table[left] +
+        (table[right] - table[left]) * t``, clipped at 0 (``t`` is 0 for ``step``)."""
         pos = _positions(steps)
         # Index of the left point (clamped): the last point whose step is <= pos, found in exact
         # integers.
         left = np.searchsorted(self._steps, pos, side="right") - 1
         left = np.clip(left, 0, len(self._steps) - 1)
-        w_left = self._table[left]
+        t = np.zeros(pos.shape, dtype=np.float64)
         if self.interpolation == "step" or len(self._steps) == 1:
-            return w_left.copy()
+            return left, left, t
         right = np.minimum(left + 1, len(self._steps) - 1)
         inside = (pos >= self._steps[0]) & (right > left)
         # Only the fraction is a float, from exact integer differences (both below 2^63; below
         # 2^53 this is bit for bit the float64 arithmetic used before).
         span = (self._steps[right] - self._steps[left]).astype(np.float64)
         offset = np.where(inside, pos - self._steps[left], 0).astype(np.float64)
-        t = np.zeros(pos.shape, dtype=np.float64)
         np.divide(offset, span, out=t, where=inside)
         t = np.clip(t, 0.0, 1.0)
         if self.interpolation == "cosine":
             t = cosine_ease(t)
-        w_right = self._table[right]
-        out = w_left + (w_right - w_left) * t[:, None]
-        return np.asarray(np.maximum(out, 0.0))
+        return left, right, t
+
+    @property
+    def table(self) -> np.ndarray:
+        """The points' normalised weights, ``(points, num_sources)``, in source order."""
+        return self._table
 
     @property
     def dataset_names(self) -> list[str]:
