@@ -249,8 +249,11 @@ class WeightScheduler:
 
     @property
     def table(self) -> np.ndarray:
-        """The points' normalised weights, ``(points, num_sources)``, in source order."""
-        return self._table
+        """The points' normalised weights, ``(points, num_sources)``, in source order
+        (a read-only view)."""
+        view = self._table.view()
+        view.flags.writeable = False
+        return view
 
     @property
     def dataset_names(self) -> list[str]:
