@@ -11,7 +11,8 @@ exactly ``length * unit``. Everything after :func:`increments` is integer arithm
 a floor per weight (numpy performs them one operation at a time, without contraction), so its
 result is the same on every machine. A positive weight gets at least one unit (so "active" is
 "has increments"); the few units the floors leave over (or take too many) go to the block's
-largest weight, the lowest source id among equals.
+largest weight, the lowest source id among equals. Planning runs its compiled twin,
+:func:`mixindex.plan.kernels.increments_between`, which makes the same operations.
 """
 
 from __future__ import annotations

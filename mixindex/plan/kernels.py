@@ -1,10 +1,13 @@
-"""Compiled planning kernels (numba): the order inside each block and the row streams.
+"""Compiled planning kernels (numba): each block's increments, the order inside each block,
+each block's cursors and the row streams.
 
-Each kernel computes exactly what its pure-numpy reference computes (:mod:`mixindex.plan.rng`,
-:mod:`mixindex.plan.rows`), in integer arithmetic only, so the output is the same on every
-machine (S6); the tests compare them position by position. Kernels release the GIL and are
-cached on disk after their first compilation. Only the planner imports this module, and only
-when it plans: ``import mixindex`` and the reader never load numba.
+Each kernel computes exactly what its pure-numpy reference computes (:mod:`mixindex.plan.fixed`,
+:mod:`mixindex.plan.rng`, :mod:`mixindex.plan.rows`, ``ChunkTask.cursors``), so the output is the
+same on every machine (S6); the tests compare them position by position. All but the increments
+are integer arithmetic only; the increments make the same IEEE operations as numpy, one at a
+time (numba does not let LLVM fuse a multiply and an add unless asked to). Kernels release the
+GIL and are cached on disk after their first compilation. Only the planner imports this module,
+and only when it plans: ``import mixindex`` and the reader never load numba.
 """
 
 from __future__ import annotations
@@ -120,7 +123,7 @@ def _increments(table, left, right, t, total, out):  # type: ignore[no-untyped-d
         high = -1.0
         given = np.int64(0)
         for s in range(out.shape[1]):
-            # One IEEE operation at a time, as numpy's (numba asks for no fused multiply-add).
+            # One IEEE operation at a time, as numpy makes them (see the module's docstring).
             step = hi[s] - lo[s]
             w = lo[s] + step * frac
             w = max(w, 0.0)
