@@ -387,7 +387,8 @@ def jitted(name: str) -> Any:
 HELPERS: dict[str, Any] = {}
 
 
-# Values as owed amounts and deadlines are (few distinct, huge spans, one value, far apart).
+# Lists shaped like owed amounts and deadlines: few distinct values, huge spans, spans that
+# overflow 64 bits, values around the deadline histogram's edge (BUCKETS - 1 from the least).
 RANKED = st.one_of(
     st.lists(st.integers(-(2**62), 2**62) | st.integers(0, 3), min_size=1, max_size=600),
     st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=40),

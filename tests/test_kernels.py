@@ -100,7 +100,8 @@ def test_row_stream_kernel_is_the_reference(case: dict, order: str) -> None:
 def schedule_blocks(draw: st.DrawFn) -> tuple[WeightScheduler, np.ndarray, int]:
     """A schedule (weights with zeros, tiny and huge ratios) and the starts of some blocks."""
     k = draw(st.integers(1, 40))
-    # Ties at the top (the remainder goes to the first), weights that round to no unit at all.
+    # Ties at the top (the remainder goes to the first), weights whose floor is no unit at all
+    # (they get one).
     tied = st.sampled_from([0.0, 0.25, 3.0])
     weight = tied | st.floats(1e-30, 1e-3) | st.floats(0.0, 1.0) | st.floats(1.0, 1e6)
     names = [f"s{i}" for i in range(k)]
