@@ -357,34 +357,10 @@ def test_deadlines_past_the_last_point_are_found_in_closed_form() -> None:
     b=st.one_of(st.integers(1, 2**12), st.integers(1, 2**61)),
 )
 def test_ceiling_without_division_is_exact(a: int, b: int) -> None:
-    import numba
-
-    from mixindex.plan.edf import _ceil_div
-
-    assert _ceil_div(a, b, 1.0 / b) == -(-a // b)
-    assert JITTED.setdefault("ceil", numba.njit(_ceil_div))(a, b, 1.0 / b) == -(-a // b)
-
-
-JITTED: dict[str, Any] = {}
-
-
-def jitted(name: str) -> Any:
-    """An edf helper compiled on its own (with the compiled helpers it calls)."""
     from mixindex.plan import edf
 
-    if not HELPERS:
-        import types
-
-        import numba
-
-        scope = dict(vars(edf))
-        for f in (edf._quickselect, edf._select, edf._deadline_rank, edf._take_earliest):
-            clone = types.FunctionType(f.__code__, scope, f.__name__)
-            HELPERS[f.__name__] = scope[f.__name__] = numba.njit(clone)
-    return HELPERS[name]
-
-
-HELPERS: dict[str, Any] = {}
+    assert edf._ceil_div(a, b, 1.0 / b) == -(-a // b)
+    assert edf.compiled("_ceil_div")(a, b, 1.0 / b) == -(-a // b)
 
 
 # Lists shaped like owed amounts and deadlines: few distinct values, huge spans, spans that
@@ -401,18 +377,19 @@ RANKED = st.one_of(
 @settings(max_examples=200, deadline=None)
 @given(values=RANKED, data=st.data())
 def test_selection_finds_the_ranked_value(values: list[int], data: st.DataObject) -> None:
-    from mixindex.plan.edf import BUCKETS, _deadline_rank, _quickselect, _select
+    from mixindex.plan import edf
+    from mixindex.plan.edf import BUCKETS, _quickselect, _select
 
     rank = data.draw(st.integers(0, len(values) - 1))
     want = sorted(values)[rank]
     scratch = np.empty(len(values), dtype=np.int64)
     for compiled in (False, True):
         for name, f in (("_select", _select), ("_quickselect", _quickselect)):
-            run = jitted(name) if compiled else f
+            run = edf.compiled(name) if compiled else f
             args = () if name == "_quickselect" else (np.empty(BUCKETS, dtype=np.int64),)
             assert run(np.array(values, dtype=np.int64), rank, *args) == want
         if min(values) >= 0:
-            run = jitted("_deadline_rank") if compiled else _deadline_rank
+            run = edf.compiled("_deadline_rank") if compiled else edf._deadline_rank
             hist = np.empty(BUCKETS, dtype=np.int64)
             assert run(np.array(values, dtype=np.int64), rank, scratch, hist) == want
 
@@ -422,7 +399,8 @@ def test_selection_finds_the_ranked_value(values: list[int], data: st.DataObject
 def test_the_earliest_candidates_are_those_a_sort_puts_first(data: st.DataObject) -> None:
     """The selections give the first ``need`` candidates of a sort by (deadline, most owed,
     lowest id), with deadlines near and far (past the histogram's reach, or none)."""
-    from mixindex.plan.edf import BUCKETS, INF, _take_earliest
+    from mixindex.plan import edf
+    from mixindex.plan.edf import BUCKETS, INF
 
     k = data.draw(st.integers(1, 400))
     ids = sorted(data.draw(st.sets(st.integers(0, k - 1), min_size=1)))
@@ -439,7 +417,7 @@ def test_the_earliest_candidates_are_those_a_sort_puts_first(data: st.DataObject
     want = np.zeros(k, dtype=np.int64)
     want[[ids[c] for c in order[:need]]] = 1
     for compiled in (False, True):
-        run = jitted("_take_earliest") if compiled else _take_earliest
+        run = edf.compiled("_take_earliest") if compiled else edf._take_earliest
         got = np.zeros(k, dtype=np.int64)
         run(np.array(ids, dtype=np.int64), np.array(due, dtype=np.int64), x, need, got,
             np.empty(n, dtype=np.int64), np.empty(BUCKETS, dtype=np.int64))  # fmt: skip

@@ -336,13 +336,13 @@ def _repair(count: np.ndarray, x: np.ndarray, inc: np.ndarray, unit: int, need: 
             need += 1
 
 
-_COMPILED: dict[str, Callable[..., int]] = {}
+_COMPILED: dict[str, Callable[..., Any]] = {}
 
 
-def compiled() -> Callable[..., int]:
-    """:func:`edf_blocks` compiled by numba, calling the compiled helpers."""
-    fn = _COMPILED.get("edf_blocks")
-    if fn is None:
+def compiled(name: str = "edf_blocks") -> Callable[..., Any]:
+    """:func:`edf_blocks` (or one of its helpers, by name) compiled by numba, calling the
+    compiled helpers."""
+    if not _COMPILED:
         import numba
 
         jit: Any = numba.njit(nogil=True, cache=True)
@@ -360,6 +360,5 @@ def compiled() -> Callable[..., int]:
         ):
             clone = types.FunctionType(f.__code__, scope, f.__name__)
             clone.__qualname__ = f.__qualname__
-            scope[f.__name__] = jit(clone)
-        fn = _COMPILED["edf_blocks"] = scope["edf_blocks"]
-    return fn
+            _COMPILED[f.__name__] = scope[f.__name__] = jit(clone)
+    return _COMPILED[name]
