@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 
 INF = 1 << 62
+# The deadline of a source that is not a candidate in a block: after every real one.
+NONE = INF + 1
 # A deadline further than this many blocks from where its slot first competed counts as none.
 CAP = 1 << 20
 # Ranges a selection counts values into at a time.
@@ -69,7 +71,6 @@ def edf_blocks(
     width = u.shape[0]
     e = state[0]
     served = state[1]
-    dl = state[2]
     dljob = state[3]
     since = state[4]
     candjob = state[5]
@@ -80,6 +81,8 @@ def edf_blocks(
     due = np.empty(k, dtype=np.int64)
     scratch = np.empty(k, dtype=np.int64)
     hist = np.empty(BUCKETS, dtype=np.int64)
+    # Whether ``want`` may still hold entries from the caller's last call.
+    asked = True
     for j in range(j0, j1):
         i = j - base
         if reset[i] and j != skip_reset:
@@ -98,6 +101,7 @@ def edf_blocks(
                 m = _ceil_div(xs - beta, unit, inverse)
             must[s] = m
             need -= m
+            due[s] = NONE
             if xs + beta >= (m + 1) * unit:
                 cand[ncand] = s
                 ncand += 1
@@ -106,47 +110,20 @@ def edf_blocks(
                     candjob[s] = job
                     since[s] = j
         if 0 < need < ncand:
-            unresolved = 0
-            # Candidates known to be due inside the window: earlier than any unresolved one.
-            inside = 0
-            for c in range(ncand):
-                s = cand[c]
-                job = served[s] + must[s] + 1
-                if dljob[s] == job:
-                    due[c] = dl[s]
-                    inside += dl[s] < base + width
-                    continue
-                slack = beta - (x[s] - must[s] * unit)
-                acc = 0
-                d = -1
-                t = i + 1
-                while t < width:
-                    if reset[t] or base + t > since[s] + CAP:
-                        d = INF
-                        break
-                    acc += u[t, s]
-                    if acc > slack:
-                        d = base + t
-                        break
-                    t += 1
-                if d < 0:
-                    want[0, s] = slack - acc
-                    want[1, s] = job
-                    want[2, s] = since[s]
-                    unresolved += 1
-                    due[c] = INF
-                else:
-                    dl[s] = d
-                    dljob[s] = job
-                    due[c] = d
-                    inside += d < base + width
-            # A deadline kept from an earlier block may lie past the window, and later than
-            # an unresolved one: the unresolved are looked up unless enough are due inside.
-            if unresolved and inside < need:
-                return j
-            for c in range(ncand):
-                want[0, cand[c]] = -1
-            _take_earliest(cand[:ncand], due[:ncand], x, need, must, scratch, hist)
+            unresolved = _deadlines(u, reset, base, i, unit, beta, cand[:ncand], x, must,
+                                    state, due, scratch, want)  # fmt: skip
+            if unresolved:
+                # A deadline kept from an earlier block may lie past the window, later than an
+                # unresolved one: the unresolved are looked up unless enough are due inside.
+                inside = 0
+                for c in range(ncand):
+                    inside += due[cand[c]] < base + width
+                if inside < need:
+                    return j
+            if asked or unresolved:
+                want[0, :] = -1
+                asked = False
+            _take_earliest(due, x, need, must, scratch, hist)
         elif need == ncand and need > 0:
             for c in range(ncand):
                 must[cand[c]] += 1
@@ -158,6 +135,80 @@ def edf_blocks(
             e[s] = x[s] - c * unit
             served[s] += c
     return j1
+
+
+def _deadlines(
+    u: np.ndarray,
+    reset: np.ndarray,
+    base: int,
+    i: int,
+    unit: int,
+    beta: int,
+    cand: np.ndarray,
+    x: np.ndarray,
+    must: np.ndarray,
+    state: np.ndarray,
+    due: np.ndarray,
+    scratch: np.ndarray,
+    want: np.ndarray,
+) -> int:
+    """Each candidate's deadline into ``due`` (by source), from the cache in ``state`` or
+    from window row ``i`` on (and cached); the number left unresolved, named in ``want``.
+
+    Most deadlines are the next block: a first pass without branches settles those and the
+    cached ones, a second walks the window for the rest (listed in ``scratch``).
+    """
+    width = u.shape[0]
+    served = state[1]
+    dl = state[2]
+    dljob = state[3]
+    since = state[4]
+    nxt = i + 1
+    row = min(nxt, width - 1)
+    # Whether a first step into block nxt may end with a deadline there.
+    open_ = nxt < width and not reset[row]
+    at = base + nxt
+    longer = 0
+    for c in range(cand.shape[0]):
+        s = cand[c]
+        job = served[s] + must[s] + 1
+        cached = dljob[s] == job
+        hit = open_ & (at <= since[s] + CAP) & (u[row, s] > beta - (x[s] - must[s] * unit))
+        fresh = hit & (not cached)
+        d = dl[s] if cached else (at if hit else -1)
+        due[s] = d
+        dl[s] = at if fresh else dl[s]
+        dljob[s] = job if fresh else dljob[s]
+        scratch[longer] = s
+        longer += d < 0
+    unresolved = 0
+    for q in range(longer):
+        s = scratch[q]
+        job = served[s] + must[s] + 1
+        slack = beta - (x[s] - must[s] * unit)
+        acc = 0
+        d = -1
+        t = nxt
+        while t < width:
+            if reset[t] or base + t > since[s] + CAP:
+                d = INF
+                break
+            acc += u[t, s]
+            if acc > slack:
+                d = base + t
+                break
+            t += 1
+        if d < 0:
+            want[0, s] = slack - acc
+            want[1, s] = job
+            want[2, s] = since[s]
+            unresolved += 1
+            due[s] = INF
+        else:
+            dl[s] = d
+            dljob[s] = job
+            due[s] = d
+    return unresolved
 
 
 def _ceil_div(a: int, b: int, inverse: float) -> int:
@@ -172,7 +223,6 @@ def _ceil_div(a: int, b: int, inverse: float) -> int:
 
 
 def _take_earliest(
-    cand: np.ndarray,
     due: np.ndarray,
     x: np.ndarray,
     need: int,
@@ -180,39 +230,36 @@ def _take_earliest(
     scratch: np.ndarray,
     hist: np.ndarray,
 ) -> None:
-    """Give one slot each to the ``need`` candidates first in the order (deadline, most owed,
-    lowest id); ``cand`` is in id order. ``scratch`` holds at least ``len(cand)`` values,
-    ``hist`` at least ``BUCKETS``.
+    """Give one slot each to the ``need`` sources first in the order (deadline, most owed,
+    lowest id); ``due`` holds each source's deadline, ``NONE`` for those not competing (at least
+    ``need`` do). ``scratch`` holds at least ``len(due)`` values, ``hist`` at least ``BUCKETS``.
 
     Only the set matters, so two selections (linear time) replace a sort: the need-th deadline,
-    then, among the candidates due at it, the owed amount that fills the rest. Each threshold is
-    a value, the same whatever the selection algorithm, so the set is too.
+    then, among the sources due at it, the owed amount that fills the rest. Each threshold is a
+    value, the same whatever the selection algorithm, so the set is too. The passes have no
+    branches that depend on the values.
     """
-    n = cand.shape[0]
+    k = due.shape[0]
     last = _deadline_rank(due, need - 1, scratch, hist)
-    rest = need
+    earlier = 0
     tied = 0
-    for c in range(n):
-        if due[c] < last:
-            count[cand[c]] += 1
-            rest -= 1
-        elif due[c] == last:
-            scratch[tied] = x[cand[c]]
-            tied += 1
-    if rest == 0:
-        return
-    # The rest-th largest owed amount among the tied: all above it, then equals by id.
-    cut = _select(scratch[:tied], tied - rest, hist)
-    for c in range(n):
-        if due[c] == last and x[cand[c]] > cut:
-            count[cand[c]] += 1
-            rest -= 1
-    for c in range(n):
-        if rest == 0:
-            break
-        if due[c] == last and x[cand[c]] == cut:
-            count[cand[c]] += 1
-            rest -= 1
+    for s in range(k):
+        d = due[s]
+        earlier += d < last
+        scratch[tied] = x[s]
+        tied += d == last
+    # Among the tied, the rank-th smallest owed amount is the least that gets a slot: all
+    # above it do, and of those equal to it the first ``equal`` by id.
+    rank = tied - (need - earlier)
+    cut, below, equal = _select(scratch[:tied], rank, hist)
+    equal = below + equal - rank
+    for s in range(k):
+        d = due[s]
+        xs = x[s]
+        tie = d == last
+        first_equal = tie & (xs == cut) & (equal > 0)
+        count[s] += (d < last) | (tie & (xs > cut)) | first_equal
+        equal -= first_equal
 
 
 def _deadline_rank(due: np.ndarray, rank: int, scratch: np.ndarray, hist: np.ndarray) -> int:
@@ -238,15 +285,19 @@ def _deadline_rank(due: np.ndarray, rank: int, scratch: np.ndarray, hist: np.nda
         if due[c] - first >= top:
             scratch[far] = due[c]
             far += 1
-    return _select(scratch[:far], rank, hist)
+    return _select(scratch[:far], rank, hist)[0]
 
 
-def _select(values: np.ndarray, rank: int, hist: np.ndarray) -> int:
-    """The ``rank``-th smallest (from 0) of ``values``, which it reorders: the values are
-    counted into ``BUCKETS`` ranges of equal width, and the range holding the rank is kept and
-    divided again until it holds one value: few branches a processor could mispredict, unlike
-    the comparisons of a quickselect."""
+def _select(values: np.ndarray, rank: int, hist: np.ndarray) -> tuple[int, int, int]:
+    """The ``rank``-th smallest (from 0) of ``values``, which it reorders, how many values are
+    smaller and how many equal it.
+
+    The values are counted into ``BUCKETS`` ranges of equal width, and the range holding the
+    rank is kept and divided again until it holds one value: few branches a processor could
+    mispredict, unlike the comparisons of a quickselect.
+    """
     n = values.shape[0]
+    wanted = rank
     lo = values[0]
     hi = values[0]
     for c in range(n):
@@ -255,7 +306,9 @@ def _select(values: np.ndarray, rank: int, hist: np.ndarray) -> int:
     while lo < hi:
         if lo < 0 and hi > MAX64 + lo:
             # The span does not fit in 64 bits (never owed amounts or deadlines).
-            return _quickselect(values[:n], rank)
+            v = _quickselect(values[:n], rank)
+            below = wanted - rank + np.sum(values[:n] < v)
+            return v, int(below), int(np.sum(values[:n] == v))
         # Buckets of 2^shift values each cover lo .. hi.
         span = hi - lo
         shift = 0
@@ -271,16 +324,16 @@ def _select(values: np.ndarray, rank: int, hist: np.ndarray) -> int:
         kept = 0
         for c in range(n):
             v = values[c]
-            if (v - lo) >> shift == d:
-                values[kept] = v
-                kept += 1
+            values[kept] = v
+            kept += (v - lo) >> shift == d
         n = kept
         lo = values[0]
         hi = values[0]
         for c in range(n):
             lo = min(lo, values[c])
             hi = max(hi, values[c])
-    return int(lo)
+    # The values left all equal lo; the ranks passed over are the smaller ones.
+    return int(lo), wanted - rank, n
 
 
 def _quickselect(values: np.ndarray, rank: int) -> int:
@@ -352,6 +405,7 @@ def compiled(name: str = "edf_blocks") -> Callable[..., Any]:
         for f in (
             _quickselect,
             _select,
+            _deadlines,
             _deadline_rank,
             _take_earliest,
             _repair,
