@@ -88,32 +88,41 @@ def run_chunks(
     # thread, which the sequential counts run on, only counts.
     digester = ThreadPoolExecutor(1, thread_name_prefix="mixindex-digest")
     recorded: deque[Future[None]] = deque()
+    # Planning's state at each chunk is journalled on the digest thread too, off this one (with
+    # many sources, converting and writing it takes a while). That thread runs its work in the
+    # order submitted, so a chunk's state is on disk before the chunk is recorded as done.
+    journalled: deque[Future[None]] = deque()
     last = None
 
     def record(done: Written) -> None:
         writer.record(done.start, done.arrays, done.first_block, done.digests)
         progress(len(done.arrays["source"]))
 
+    def journal(task: ChunkTask) -> None:
+        if task.begin is not None:
+            writer.begin(task.start, task.begin.to_json())
+
     def take() -> None:
         recorded.append(digester.submit(record, pending.popleft().result()))
         while len(recorded) > 2 or (recorded and recorded[0].done()):
             recorded.popleft().result()
+        while journalled and journalled[0].done():
+            journalled.popleft().result()
 
     try:
         for task in tasks:
-            if task.begin is not None:
-                writer.begin(task.start, task.begin.to_json())
+            journalled.append(digester.submit(journal, task))
             pending.append(pool.submit(job, task))
             last = task
             while len(pending) > ahead or (pending and pending[0].done()):
                 take()
         while pending:
             take()
-        while recorded:
-            recorded.popleft().result()
+        for done in (*journalled, *recorded):
+            done.result()
     except BaseException:
         # No worker may still write into a folder that the caller is about to remove.
-        futures: list[Future[Any]] = [*pending, *recorded]
+        futures: list[Future[Any]] = [*pending, *recorded, *journalled]
         for future in futures:
             future.cancel()
         wait(futures)
