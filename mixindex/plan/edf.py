@@ -71,6 +71,7 @@ def edf_blocks(
     width = u.shape[0]
     e = state[0]
     served = state[1]
+    dl = state[2]
     dljob = state[3]
     since = state[4]
     candjob = state[5]
@@ -93,6 +94,14 @@ def edf_blocks(
                 candjob[s] = -1
         need = length
         ncand = 0
+        # Most deadlines are the next block or cached: found here, for every candidate, whether
+        # this block needs them or not (a deadline depends only on the job: one found early is
+        # right later). The rest are listed in scratch, for _deadlines to walk the window.
+        nxt = i + 1
+        row = min(nxt, width - 1)
+        open_ = nxt < width and not reset[row]
+        at = base + nxt
+        longer = 0
         for s in range(k):
             xs = e[s] + u[i, s]
             x[s] = xs
@@ -109,9 +118,18 @@ def edf_blocks(
                 if candjob[s] != job:
                     candjob[s] = job
                     since[s] = j
+                cached = dljob[s] == job
+                hit = open_ & (at <= since[s] + CAP) & (u[row, s] > beta - (xs - m * unit))
+                fresh = hit & (not cached)
+                d = dl[s] if cached else (at if hit else -1)
+                due[s] = d
+                dl[s] = at if fresh else dl[s]
+                dljob[s] = job if fresh else dljob[s]
+                scratch[longer] = s
+                longer += d < 0
         if 0 < need < ncand:
-            unresolved = _deadlines(u, reset, base, i, unit, beta, cand[:ncand], x, must,
-                                    state, due, scratch, want)  # fmt: skip
+            unresolved = _deadlines(u, reset, base, i, unit, beta, scratch[:longer], x, must,
+                                    state, due, want)  # fmt: skip
             if unresolved:
                 # A deadline kept from an earlier block may lie past the window, later than an
                 # unresolved one: the unresolved are looked up unless enough are due inside.
@@ -144,51 +162,28 @@ def _deadlines(
     i: int,
     unit: int,
     beta: int,
-    cand: np.ndarray,
+    longer: np.ndarray,
     x: np.ndarray,
     must: np.ndarray,
     state: np.ndarray,
     due: np.ndarray,
-    scratch: np.ndarray,
     want: np.ndarray,
 ) -> int:
-    """Each candidate's deadline into ``due`` (by source), from the cache in ``state`` or
-    from window row ``i`` on (and cached); the number left unresolved, named in ``want``.
-
-    Most deadlines are the next block: a first pass without branches settles those and the
-    cached ones, a second walks the window for the rest (listed in ``scratch``).
-    """
+    """The deadlines of the sources ``longer`` lists into ``due`` (and the cache in ``state``),
+    walking window rows ``i + 1`` on; the number left unresolved, named in ``want``."""
     width = u.shape[0]
     served = state[1]
     dl = state[2]
     dljob = state[3]
     since = state[4]
-    nxt = i + 1
-    row = min(nxt, width - 1)
-    # Whether a first step into block nxt may end with a deadline there.
-    open_ = nxt < width and not reset[row]
-    at = base + nxt
-    longer = 0
-    for c in range(cand.shape[0]):
-        s = cand[c]
-        job = served[s] + must[s] + 1
-        cached = dljob[s] == job
-        hit = open_ & (at <= since[s] + CAP) & (u[row, s] > beta - (x[s] - must[s] * unit))
-        fresh = hit & (not cached)
-        d = dl[s] if cached else (at if hit else -1)
-        due[s] = d
-        dl[s] = at if fresh else dl[s]
-        dljob[s] = job if fresh else dljob[s]
-        scratch[longer] = s
-        longer += d < 0
     unresolved = 0
-    for q in range(longer):
-        s = scratch[q]
+    for q in range(longer.shape[0]):
+        s = longer[q]
         job = served[s] + must[s] + 1
         slack = beta - (x[s] - must[s] * unit)
         acc = 0
         d = -1
-        t = nxt
+        t = i + 1
         while t < width:
             if reset[t] or base + t > since[s] + CAP:
                 d = INF
