@@ -231,8 +231,8 @@ def _take_earliest(
 
     Only the set matters, so two selections (linear time) replace a sort: the need-th deadline,
     then, among the sources due at it, the owed amount that fills the rest. Each threshold is a
-    value, the same whatever the selection algorithm, so the set is too. The passes have no
-    branches that depend on the values.
+    value, the same whatever the selection algorithm, so the set is too. Its passes over the
+    sources have no branches that depend on the values.
     """
     k = due.shape[0]
     last = _deadline_rank(due, need - 1, scratch, hist)
