@@ -64,8 +64,9 @@ def edf_blocks(
 
     A deadline past the window is left to the caller: the loop stops before changing anything
     for that block, with ``want`` (3 x K) holding, for each such source, the slack still to
-    cover from block ``base + W`` on, the job, and its ``since`` (others -1). The caller fills
-    in ``dl``/``dljob`` and calls again from the returned block with ``skip_reset`` set to it.
+    cover from block ``base + W`` on, the job, and its ``since`` (others -1; ``want[0]`` is all
+    -1 on entry). The caller fills in ``dl``/``dljob``, sets ``want`` back to -1 and calls again
+    from the returned block with ``skip_reset`` set to it.
     """
     k = u.shape[1]
     width = u.shape[0]
@@ -82,8 +83,6 @@ def edf_blocks(
     due = np.empty(k, dtype=np.int64)
     scratch = np.empty(k, dtype=np.int64)
     hist = np.empty(BUCKETS, dtype=np.int64)
-    # Whether ``want`` may still hold entries from the caller's last call.
-    asked = True
     for j in range(j0, j1):
         i = j - base
         if reset[i] and j != skip_reset:
@@ -138,9 +137,7 @@ def edf_blocks(
                     inside += due[cand[c]] < base + width
                 if inside < need:
                     return j
-            if asked or unresolved:
-                want[0, :] = -1
-                asked = False
+                want[0, :] = -1  # not looked up after all
             _take_earliest(due, x, need, must, scratch, hist)
         elif need == ncand and need > 0:
             for c in range(ncand):
