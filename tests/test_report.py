@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from auditing import read_arrays
 from clirun import assert_ok, assert_one_line_error, run
-from conftest import DEFAULT_MIX, Data, Shared, SpecWriter, spec_dict
+from conftest import DEFAULT_DATASETS, DEFAULT_MIX, Data, Shared, SpecWriter, spec_dict
 from planning import step_weights, toggles_every_block, written_off_owed
 
 from mixindex.audit.diff import diff
@@ -273,6 +273,27 @@ def test_diff_after_a_spec_change(
     assert f"different: first at position {first:,}" in result.stdout
     docs = next(ln for ln in result.stdout.splitlines() if ln.split()[:1] == ["docs"])
     assert docs.split()[-1] == f"{d['sources'][2]['change']:+.4f}"
+
+
+def test_diff_matches_sources_by_name(
+    shared: Shared, data: Data, write_spec: SpecWriter, tmp_path: Path
+) -> None:
+    # b lists docs first and has no notes: ids differ, names decide what is the same source.
+    datasets = [d for d in DEFAULT_DATASETS if d["name"] != "notes"][::-1]
+    spec = spec_dict(datasets, weights={"docs": 1, "code": 3})
+    other = build(write_spec(spec), tmp_path / "other.mixindex")
+    a, b = read_arrays(shared.index), read_arrays(other)
+    names_b = ["docs", "code"]
+    same_source = np.array(NAMES)[a.source] == np.array(names_b)[b.source]
+    bad = ~same_source | (a.row != b.row) | (a.epoch != b.epoch)
+    d = diff(StoredIndex(shared.index), StoredIndex(other))
+    assert d["differing_positions"] == int(bad.sum()) > 0
+    assert d["first_difference"]["position"] == int(np.argmax(bad))
+    assert [s["name"] for s in d["sources"]] == NAMES  # a's names, then any new in b
+    notes = d["sources"][1]
+    assert notes["share_b"] == 0.0 and notes["change"] == -notes["share_a"] < 0
+    docs = d["sources"][2]
+    assert docs["share_b"] == pytest.approx(np.count_nonzero(b.source == 0) / N)
 
 
 def test_diff_of_a_longer_mix(

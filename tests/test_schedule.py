@@ -10,7 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mixindex.errors import SpecError
-from mixindex.spec.schedule import WeightSchedulePoint, WeightScheduler, cosine_ease
+from mixindex.spec.schedule import (
+    WeightSchedulePoint,
+    WeightScheduler,
+    cosine_ease,
+    normalise_weights,
+)
 
 POINTS = [
     WeightSchedulePoint(0, {"code": 0.2, "text": 0.8}),
@@ -172,3 +177,17 @@ def test_points_are_hashable_and_equal_by_value() -> None:
     assert point.weights == {"code": 1.0} and hash(point) == hash(
         WeightSchedulePoint(0, {"code": 1})
     )
+
+
+def test_weights_name_exactly_the_datasets() -> None:
+    names = [f"s{i}" for i in range(2000)]
+    weights = dict.fromkeys(names, 2.0)
+    assert normalise_weights(weights, names, "mix.weights") == dict.fromkeys(names, 1 / 2000)
+    with pytest.raises(SpecError) as unknown:
+        normalise_weights({**weights, "s2000": 1.0}, names, "mix.weights")
+    message = str(unknown.value)
+    assert "mix.weights has key 's2000' but no dataset is named 's2000'" in message
+    assert "(datasets: s0, s1, " in message and "..." in message  # the long list is cut
+    with pytest.raises(SpecError) as missing:
+        normalise_weights({n: 1.0 for n in names if n not in ("s5", "s7")}, names, "w")
+    assert str(missing.value).startswith("w has no weight for 's5', 's7' (datasets: s0, s1, ")

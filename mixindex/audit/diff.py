@@ -45,9 +45,11 @@ def diff(a: StoredIndex, b: StoredIndex) -> dict[str, Any]:
     realised share in each and its change."""
     names_a = list(a.meta.names)
     names_b = list(b.meta.names)
-    union = names_a + [n for n in names_b if n not in names_a]
-    lut_a = np.array([union.index(n) for n in names_a], dtype=np.int64)
-    lut_b = np.array([union.index(n) for n in names_b], dtype=np.int64)
+    # Ids in the union: a's names first, then b's new ones (a dict: there may be thousands).
+    union = dict.fromkeys(names_a + names_b)
+    ids = {name: i for i, name in enumerate(union)}
+    lut_a = np.array([ids[n] for n in names_a], dtype=np.int64)
+    lut_b = np.array([ids[n] for n in names_b], dtype=np.int64)
     n = min(a.num_examples, b.num_examples)
     first: int | None = None
     differing = abs(a.num_examples - b.num_examples)

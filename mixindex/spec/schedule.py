@@ -90,18 +90,20 @@ def normalise_weights(
             f"{where} must be a table of source name -> weight, got {short(weights)}; "
             f"write for example {{ {names[0]} = 1.0 }}"
         )
-    known = clip(", ".join(names))
+    # A set: a mix may have thousands of sources, and each key is looked up.
+    allowed = set(names)
     for key in weights:
-        if key not in names:
+        if key not in allowed:
             raise SpecError(
                 f"{where} has key {short(key)} but no dataset is named {short(key)} "
-                f"(datasets: {known}); "
+                f"(datasets: {clip(', '.join(names))}); "
                 "use the datasets' names exactly"
             )
     missing = [n for n in names if n not in weights]
     if missing:
         raise SpecError(
-            f"{where} has no weight for {', '.join(map(short, missing))} (datasets: {known}); "
+            f"{where} has no weight for {', '.join(map(short, missing))} "
+            f"(datasets: {clip(', '.join(names))}); "
             "give every dataset a weight, 0 to leave one out"
         )
     values: list[float] = []
