@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from conftest import (
     write_parquet,
 )
 from planning import drops_three_times, step_weights, toggles_every_block, written_off_owed
+from sameindex import assert_same_index
 
 import mixindex
 
@@ -103,6 +105,50 @@ def test_force(data: Data, write_spec: SpecWriter, tmp_path: Path) -> None:
     assert_ok(run("build", other, "-o", out, "--force", "--quiet"))
     assert mixindex.open(out).index.meta.mix.seed == 99
     assert sorted(p.name for p in tmp_path.glob(".mix.mixindex*")) == []
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_workers_choose_the_threads_not_the_bytes(
+    data: Data,
+    write_spec: SpecWriter,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: int,
+) -> None:
+    made: list[int] = []
+    pool_type = concurrent.futures.ThreadPoolExecutor
+
+    class Counted(pool_type):  # type: ignore[valid-type,misc]
+        def __init__(self, max_workers: int, **kw: Any) -> None:
+            made.append(max_workers)
+            super().__init__(max_workers, **kw)
+
+    spec = write_spec()
+    fresh = tmp_path / "default.mixindex"
+    assert_ok(run("build", spec, "-o", fresh, "--quiet", "--chunk-blocks", 1))
+    # Counted from here on (the library's own pools are made by a name it imported already).
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", Counted)
+    out = tmp_path / "mix.mixindex"
+    assert_ok(run("build", spec, "-o", out, "--quiet", "--chunk-blocks", 1, "--workers", workers))
+    assert made == [workers]
+    assert_same_index(out, fresh)
+
+
+@pytest.mark.parametrize("command", ["build", "extend"])
+@pytest.mark.parametrize("workers", ["0", "-2"])
+def test_workers_must_be_a_number_of_threads(
+    data: Data, write_spec: SpecWriter, tmp_path: Path, command: str, workers: str
+) -> None:
+    out = tmp_path / "mix.mixindex"
+    if command == "build":
+        args: list[Any] = ["build", write_spec(), "-o", out]
+    else:
+        assert_ok(run("build", write_spec(), "-o", out, "--quiet"))
+        args = ["extend", out, "-n", 2 * N]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    line = assert_one_line_error(run(*args, "--workers", workers), f"--workers {workers}")
+    assert "1 or more" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 # ---- inspect and show ------------------------------------------------------------------------

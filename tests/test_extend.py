@@ -42,7 +42,8 @@ def test_extend_gives_the_fresh_build(
     options: dict[str, Any] = {"chunk_blocks": chunk_blocks} if chunk_blocks else {}
     out = build(write_spec(spec_dict(num_examples=n)), tmp_path / "mix.mixindex", **options)
     before = len(mixindex.open(out))
-    result = run("extend", out, "--num-examples", m, "--quiet")
+    # Two threads (the default would be one per core): the bytes are the same either way.
+    result = run("extend", out, "--num-examples", m, "--quiet", "--workers", 2)
     assert_ok(result)
     fresh = build(
         write_spec(spec_dict(num_examples=m), "long.toml"), tmp_path / "fresh.mixindex", **options

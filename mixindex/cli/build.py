@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, NoReturn
 
 import click
@@ -14,6 +16,7 @@ import click
 from mixindex.cli.errors import friendly
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
     from pathlib import Path
 
     from mixindex.errors import BuildTerminated
@@ -22,6 +25,31 @@ if TYPE_CHECKING:
 # that ``--help`` keeps listing them where the command puts them).
 quiet_option = click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+workers_option = click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Threads that plan and write the chunks (default: one per core, at most 8); the index "
+    "is the same, byte for byte, whatever the number.",
+)
+
+
+@contextmanager
+def chunk_threads(workers: int | None) -> Iterator[Executor | None]:
+    """The executor that ``--workers`` asks for (None: the library's default)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mixindex.errors import MixIndexError
+
+    if workers is None:
+        yield None
+        return
+    if workers < 1:
+        raise MixIndexError(
+            f"--workers {workers} is not a number of threads; give 1 or more, such as --workers 4"
+        )
+    with ThreadPoolExecutor(workers, thread_name_prefix="mixindex-chunk") as pool:
+        yield pool
 
 
 def _stopped(exc: BuildTerminated, line: str) -> NoReturn:
@@ -66,6 +94,7 @@ def _summary(path: str | Path, quiet: bool, as_json: bool) -> None:
     help="Go on from the last complete chunk of a build of OUT that was killed (same spec); "
     "a fresh build where there is none.",
 )
+@workers_option
 @click.option("--chunk-blocks", type=click.IntRange(min=1), default=None, hidden=True)
 @friendly
 def build(
@@ -78,6 +107,7 @@ def build(
     as_json: bool,
     cache_dir: str | None,
     resume: bool,
+    workers: int | None,
     chunk_blocks: int | None,
 ) -> None:
     """Plan the mix described by SPEC (TOML, YAML or JSON) into the index OUT."""
@@ -85,17 +115,19 @@ def build(
     from mixindex.errors import BuildTerminated
 
     try:
-        path = build_index(
-            spec,
-            out,
-            force=force,
-            quiet=quiet,
-            compress=compress,
-            deep_fingerprint=deep,
-            cache_dir=cache_dir,
-            resume=resume,
-            chunk_blocks=chunk_blocks,
-        )
+        with chunk_threads(workers) as pool:
+            path = build_index(
+                spec,
+                out,
+                force=force,
+                quiet=quiet,
+                compress=compress,
+                deep_fingerprint=deep,
+                cache_dir=cache_dir,
+                executor=pool,
+                resume=resume,
+                chunk_blocks=chunk_blocks,
+            )
     except BuildTerminated as exc:
         _stopped(
             exc,
@@ -116,15 +148,17 @@ def build(
 )
 @quiet_option
 @json_option
+@workers_option
 @friendly
-def extend(index: str, num_examples: int, quiet: bool, as_json: bool) -> None:
+def extend(index: str, num_examples: int, quiet: bool, as_json: bool, workers: int | None) -> None:
     """Grow the restart mix INDEX to NUM_EXAMPLES positions, without planning its first ones
     again: the result is what a fresh build of the longer mix writes, byte for byte."""
     from mixindex.errors import BuildTerminated
     from mixindex.extender import extend as extend_index
 
     try:
-        path = extend_index(index, num_examples, quiet=quiet)
+        with chunk_threads(workers) as pool:
+            path = extend_index(index, num_examples, quiet=quiet, executor=pool)
     except BuildTerminated as exc:
         _stopped(
             exc,
