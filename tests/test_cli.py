@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
+import gc
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from auditing import read_arrays
-from clirun import assert_ok, assert_one_line_error, run
+from clirun import assert_ok, assert_one_line_error, run, run_process
 from conftest import (
     CODE_SCHEMA,
     CODE_SIZES,
@@ -149,6 +151,31 @@ def test_workers_must_be_a_number_of_threads(
     line = assert_one_line_error(run(*args, "--workers", workers), f"--workers {workers}")
     assert "1 or more" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_commands_skip_the_last_collection(
+    shared: Shared,
+    write_spec: SpecWriter,
+    data: Data,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mixindex.cli import group
+
+    registered: list[Any] = []
+    monkeypatch.setattr(group, "_EXIT_FREEZE", [False])
+    monkeypatch.setattr(atexit, "register", registered.append)
+    assert_ok(run("show", shared.index, 0))
+    assert_ok(run("inspect", shared.index))
+    assert registered == [gc.freeze]  # once, however many commands the process runs
+    # A real process still says all it has to say, and leaves a whole index behind; this mix is
+    # big enough for the compiled planner, which the frozen objects mostly are.
+    out = tmp_path / "big.mixindex"
+    spec = write_spec(spec_dict(num_examples=300_000), "big.toml")
+    proc = run_process("build", spec, "-o", out, "--json", "--workers", 2, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["num_examples"] == 300_000
+    assert len(mixindex.open(out)) == 300_000
 
 
 # ---- inspect and show ------------------------------------------------------------------------
