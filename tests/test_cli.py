@@ -163,7 +163,7 @@ def test_commands_skip_the_last_collection(
     from mixindex.cli import group
 
     registered: list[Any] = []
-    monkeypatch.setattr(group, "_EXIT_FREEZE", [False])
+    group._skip_the_last_collection.cache_clear()  # as in a fresh process
     monkeypatch.setattr(atexit, "register", registered.append)
     assert_ok(run("show", shared.index, 0))
     assert_ok(run("inspect", shared.index))

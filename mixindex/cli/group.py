@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import gc
 
 import click
@@ -20,16 +21,12 @@ def main() -> None:
     _skip_the_last_collection()
 
 
-_EXIT_FREEZE = [False]
-
-
+@functools.cache  # once a process, however many commands it runs
 def _skip_the_last_collection() -> None:
     """Freeze every object at exit, before Python's last collection, which would walk them all
     (with numba's compiler loaded, about 0.3 s) only to free memory the ending process gives
     back anyway. Each command has closed its files by then, so no data waits on it."""
-    if not _EXIT_FREEZE[0]:
-        _EXIT_FREEZE[0] = True
-        atexit.register(gc.freeze)
+    atexit.register(gc.freeze)
 
 
 for _command in (*build.COMMANDS, *audit.COMMANDS):
